@@ -79,6 +79,12 @@ class SeriesInfo:
     split_key: str = ""  # why this series was split from its SeriesInstanceUID (echo, orientation ...)
     warnings: list[str] = field(default_factory=list)
     headers: dict[str, Any] = field(default_factory=dict)  # TR, TE, TI, ImageType ... (no PHI)
+    # Geometry from headers (io): array shape (i, j, k[, t]) and voxel -> RAS+ affine (4x4 rows).
+    shape: tuple[int, ...] = ()
+    affine: list[list[float]] | None = None
+    # Volume order of the 2D images: (index into source_files, frame/tile index in that file),
+    # slices fastest, then volumes. Lets load_series pick frames of a split multi-frame file.
+    frames: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Machinery of `screener batch`: tasks, atomic output, per-worker model cache, executors."""

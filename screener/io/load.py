@@ -1,0 +1,150 @@
+"""Decode the pixels of one series into a float32 volume with its RAS affine.
+
+Geometry comes from the SeriesInfo built by `find_studies` (headers only); here each file is read
+once, its frames (or mosaic tiles) decoded and placed at their slice/volume index, and
+RescaleSlope/RescaleIntercept applied per image. Series whose warnings make a regular volume
+impossible (missing slices, uneven spacing, duplicate positions, inconsistent orientation, no
+geometry, absurd size) are refused with a typed error rather than built wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from screener.errors import InputError, ResourceLimitError, SeriesReadError, UnreadableFileError
+from screener.io.records import file_header
+from screener.io.series import short_hash
+from screener.io.settings import IOConfig, io_config
+from screener.types import SeriesInfo, SeriesVolume
+
+log = logging.getLogger(__name__)
+
+REFUSING = ("missing_slices", "uneven_spacing", "duplicate_positions", "inconsistent_orientation",
+            "no_geometry", "absurd_size")
+
+
+def _refuse_if_irregular(info: SeriesInfo, cfg: IOConfig) -> None:
+    n = int(np.prod(info.shape)) if info.shape else 0
+    if n > cfg.max_voxels_per_series:
+        raise ResourceLimitError(f"series {info.series_instance_uid}: {n} voxels exceed the limit "
+                                 f"{cfg.max_voxels_per_series}: refused before allocating")
+    if info.headers.get("loadable", True) and info.affine is not None:
+        return
+    bad = [w for w in info.warnings if w.split(":", 1)[0] in REFUSING] or ["no usable geometry"]
+    if any(w.startswith("absurd_size") for w in bad):
+        raise ResourceLimitError(f"series {info.series_instance_uid}: refused ({'; '.join(bad)})")
+    raise SeriesReadError(f"series {info.series_instance_uid}: cannot build a regular volume "
+                          f"({'; '.join(bad)})")
+
+
+def _tiles(pixels: np.ndarray, n: int, rows: int, cols: int) -> np.ndarray:
+    """Split a mosaic image into its `n` tiles, shape (n, rows, cols)."""
+    per_row = pixels.shape[1] // cols
+    out = np.empty((n, rows, cols), dtype=pixels.dtype)
+    for k in range(n):
+        r, c = divmod(k, per_row)
+        out[k] = pixels[r * rows:(r + 1) * rows, c * cols:(c + 1) * cols]
+    return out
+
+
+def _decode(path: Any, cfg: IOConfig, expect_sop: str) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """All 2D images of one file, shape (n, rows, cols), with (slope, intercept) per image."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as exc:
+        raise UnreadableFileError(f"{path}: unreadable DICOM ({type(exc).__name__})") from None
+    if str(ds.get("SOPInstanceUID", "")) != expect_sop:
+        raise SeriesReadError(f"{path}: file changed since discovery (SOPInstanceUID differs)")
+    head = file_header(ds, path, cfg)
+    if (int(ds.get("SamplesPerPixel", 1) or 1)) != 1:
+        raise SeriesReadError(f"{path}: colour images (SamplesPerPixel > 1) are not MR volumes")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:
+        raise SeriesReadError(f"{path}: pixel data cannot be decoded "
+                              f"({type(exc).__name__}: truncated, corrupt or unsupported "
+                              f"transfer syntax {ds.file_meta.get('TransferSyntaxUID', '?')})") from None
+    recs = head.records
+    if recs and recs[0].mosaic:
+        pixels = _tiles(pixels, recs[0].mosaic, recs[0].rows, recs[0].columns)
+    elif pixels.ndim == 2:
+        pixels = pixels[None]
+    if pixels.shape[0] != len(recs) or pixels.shape[1:] != (recs[0].rows, recs[0].columns):
+        raise SeriesReadError(f"{path}: decoded pixels {pixels.shape} do not match the header "
+                              f"({len(recs)} x {recs[0].rows} x {recs[0].columns})")
+    return pixels, [(r.slope, r.intercept) for r in recs]
+
+
+def load_dicom(info: SeriesInfo, cfg: IOConfig) -> SeriesVolume:
+    """Build the volume of a DICOM series found by `find_studies`."""
+    _refuse_if_irregular(info, cfg)
+    shape = tuple(info.shape)
+    n_slices = shape[2]
+    data = np.empty(shape, dtype=np.float32)
+    wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for pos, (fi, frame) in enumerate(info.frames):
+        wanted[fi].append((pos, frame))
+    if len(info.frames) != int(np.prod(shape[2:])):
+        raise SeriesReadError(f"series {info.series_instance_uid}: {len(info.frames)} images for "
+                              f"shape {shape}")
+
+    def read_one(fi: int) -> None:
+        path = info.source_files[fi]
+        pixels, rescale = _decode(path, cfg, info.sop_instance_uids[fi])
+        for pos, frame in wanted[fi]:
+            if frame >= pixels.shape[0]:
+                raise SeriesReadError(f"{path}: frame {frame + 1} missing from the pixel data")
+            slope, intercept = rescale[frame]
+            img = pixels[frame].T.astype(np.float32)
+            if slope != 1.0 or intercept != 0.0:
+                img = img * np.float32(slope) + np.float32(intercept)
+            k, t = pos % n_slices, pos // n_slices
+            if len(shape) == 4:
+                data[:, :, k, t] = img
+            else:
+                data[:, :, k] = img
+
+    if cfg.read_workers > 1 and len(wanted) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(cfg.read_workers) as pool:
+            list(pool.map(read_one, list(wanted)))
+    else:
+        for fi in wanted:
+            read_one(fi)
+    affine = np.asarray(info.affine, dtype=np.float64)
+    log.debug("loaded series %s shape %s", short_hash(info.series_instance_uid), shape)
+    return SeriesVolume(data=data, affine=affine, info=info)
+
+
+def load_series(info: SeriesInfo, config: dict[str, Any] | IOConfig | None = None) -> SeriesVolume:
+    """Decode one series into a float32 volume (4D when multi-volume) with its RAS+ affine.
+
+    Args:
+        info: a SeriesInfo from `find_studies`.
+        config: full config mapping or IOConfig (defaults if None).
+
+    Raises:
+        ResourceLimitError: the volume would exceed the configured size limits.
+        SeriesReadError: irregular geometry, undecodable pixels, or files changed.
+        UnreadableFileError: a source file can no longer be read.
+    """
+    cfg = io_config(config)
+    if info.source == "nifti":
+        from screener.io.nifti import load_nifti
+
+        return load_nifti(info, cfg)
+    try:
+        return load_dicom(info, cfg)
+    except InputError:
+        raise
+    except MemoryError:
+        raise ResourceLimitError(f"series {info.series_instance_uid}: out of memory") from None
+    except Exception as exc:  # any decoder failure is bad input, not a crash of the batch
+        raise SeriesReadError(f"series {info.series_instance_uid}: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,311 @@
+"""One record per 2D image found in a DICOM header, without decoding pixels.
+
+A classic MR file gives one record; an enhanced multi-frame file gives one per frame (from its
+per-frame and shared functional groups); a Siemens mosaic gives one per tile, each with the
+position of that slice (corrected from the mosaic's top-left corner, slice normal from the
+CSA header). Grouping, sorting and geometry then work the same way for all three.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from screener.errors import ResourceLimitError, UnreadableFileError
+
+ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
+UNCOMPRESSED_SYNTAXES = frozenset(
+    {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+)
+
+
+@dataclass
+class FrameRecord:
+    """Header facts of one 2D image (a file, a frame of a multi-frame file, or a mosaic tile)."""
+
+    path: Path
+    frame: int  # frame (multi-frame) or tile (mosaic) index within the file, 0-based
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    series_number: int | None
+    rows: int
+    columns: int
+    iop: tuple[float, ...] | None  # ImageOrientationPatient (6 values, LPS)
+    ipp: tuple[float, float, float] | None  # ImagePositionPatient (LPS)
+    pixel_spacing: tuple[float, float] | None  # (row spacing, column spacing)
+    slice_thickness: float | None
+    spacing_between_slices: float | None
+    echo_number: int | None
+    echo_time: float | None
+    acquisition_number: int | None
+    temporal_index: int | None
+    instance_number: int | None
+    image_type: tuple[str, ...]
+    slope: float = 1.0
+    intercept: float = 0.0
+    mosaic: int = 0  # number of tiles when the file is a Siemens mosaic
+    file_order: int = 0  # order of discovery, the last tie-breaker
+    bvalue: float | None = None
+
+
+@dataclass
+class FileHeader:
+    """A parsed file: its frame records plus series-level headers (no patient identifiers)."""
+
+    path: Path
+    records: list[FrameRecord]
+    headers: dict[str, Any] = field(default_factory=dict)
+    accession_number: str = ""  # kept apart from `headers`: never logged
+    warnings: list[str] = field(default_factory=list)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        if value is None or value == "":
+            return None
+        out = float(value)
+        return out if math.isfinite(out) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    v = _num(value)
+    return int(v) if v is not None else None
+
+
+def _multi(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return tuple(str(v) for v in value)
+    return (str(value),)
+
+
+def _vec(value: Any, n: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        vals = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if len(vals) != n or not all(math.isfinite(v) for v in vals):
+        return None
+    return vals
+
+
+def _first(seq_parent: Any, keyword: str) -> Any:
+    """First item of sequence `keyword` in `seq_parent`, or None."""
+    if seq_parent is None:
+        return None
+    seq = seq_parent.get(keyword)
+    if not seq:
+        return None
+    return seq[0]
+
+
+def _group_value(frame_groups: list[Any], seq_kw: str, kw: str) -> Any:
+    """Value of `kw` inside functional group `seq_kw`, looked up per frame then shared."""
+    for groups in frame_groups:
+        item = _first(groups, seq_kw)
+        if item is not None and kw in item:
+            return item.get(kw)
+    return None
+
+
+SERIES_HEADER_KEYWORDS = (
+    "Modality", "SOPClassUID", "SeriesDescription", "ProtocolName", "SequenceName",
+    "ImageType", "ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType",
+    "RepetitionTime", "EchoTime", "InversionTime", "FlipAngle", "EchoTrainLength",
+    "ContrastBolusAgent", "ContrastBolusIngredient", "BodyPartExamined", "Manufacturer",
+    "ManufacturerModelName", "MagneticFieldStrength", "PatientPosition", "SliceThickness",
+    "SpacingBetweenSlices", "FrameOfReferenceUID", "StudyDescription", "DiffusionBValue",
+)
+
+
+def series_headers(ds: Any) -> dict[str, Any]:
+    """Headers later stages need, as plain JSON-able values (no patient identifiers)."""
+    out: dict[str, Any] = {}
+    for kw in SERIES_HEADER_KEYWORDS:
+        value = ds.get(kw)
+        if value is None or value == "":
+            continue
+        if type(value).__name__ == "MultiValue" or isinstance(value, (list, tuple)):
+            out[kw] = [str(v) for v in value]
+        elif isinstance(value, (int, float, str)):
+            out[kw] = value if not hasattr(value, "original_string") else _num(value)
+        else:
+            out[kw] = str(value)
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts:
+        out["TransferSyntaxUID"] = str(ts)
+    return out
+
+
+def _check_size(ds: Any, path: Path, limits: Any) -> None:
+    """Refuse absurd declared sizes before any pixel is read or allocated."""
+    rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
+    if rows is None or cols is None:
+        return
+    frames = _int(ds.get("NumberOfFrames")) or 1
+    samples = _int(ds.get("SamplesPerPixel")) or 1
+    bits = _int(ds.get("BitsAllocated")) or 16
+    if rows <= 0 or cols <= 0 or frames <= 0:
+        raise UnreadableFileError(f"{path}: impossible image size Rows={rows} Columns={cols} "
+                                  f"NumberOfFrames={frames}")
+    if max(rows, cols) > limits.max_matrix or frames > limits.max_frames_per_file:
+        raise ResourceLimitError(
+            f"{path}: refused, declared size Rows={rows} Columns={cols} NumberOfFrames={frames} "
+            f"exceeds limits (matrix {limits.max_matrix}, frames {limits.max_frames_per_file})")
+    nbytes = rows * cols * frames * samples * max(bits, 8) // 8
+    if nbytes > limits.max_pixel_bytes_per_file:
+        raise ResourceLimitError(
+            f"{path}: refused, declared pixel data {nbytes} bytes exceeds the limit "
+            f"{limits.max_pixel_bytes_per_file}")
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if ts in UNCOMPRESSED_SYNTAXES and path.stat().st_size < nbytes:
+        raise UnreadableFileError(
+            f"{path}: truncated, file holds {path.stat().st_size} bytes but declares "
+            f"{nbytes} bytes of pixel data")
+
+
+def _mosaic_tiles(ds: Any) -> tuple[int, np.ndarray] | None:
+    """(number of tiles, CSA slice normal) for a Siemens mosaic, None if not a mosaic."""
+    if "MOSAIC" not in [t.upper() for t in _multi(ds.get("ImageType"))]:
+        return None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from nibabel.nicom import csareader
+
+        try:
+            csa = csareader.get_csa_header(ds, "image")
+            n = csareader.get_n_mosaic(csa) if csa else None
+            normal = csareader.get_slice_normal(csa) if csa else None
+        except Exception:  # malformed private header: refuse below
+            n, normal = None, None
+    if not n or normal is None:
+        raise UnreadableFileError(
+            "Siemens mosaic without a readable CSA header (NumberOfImagesInMosaic / "
+            "SliceNormalVector): refused, slices cannot be placed")
+    return int(n), np.asarray(normal, dtype=float)
+
+
+def classic_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameRecord]:
+    """Records of a single-frame file (one, or one per tile for a Siemens mosaic)."""
+    rec = FrameRecord(
+        path=path, frame=0, rows=_int(ds.get("Rows")) or 0, columns=_int(ds.get("Columns")) or 0,
+        iop=_vec(ds.get("ImageOrientationPatient"), 6),
+        ipp=_vec(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+        pixel_spacing=_vec(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+        slice_thickness=_num(ds.get("SliceThickness")),
+        spacing_between_slices=_num(ds.get("SpacingBetweenSlices")),
+        echo_number=_int(_multi(ds.get("EchoNumbers"))[0]) if ds.get("EchoNumbers") else None,
+        echo_time=_num(ds.get("EchoTime")),
+        acquisition_number=_int(ds.get("AcquisitionNumber")),
+        temporal_index=_int(ds.get("TemporalPositionIdentifier")),
+        image_type=tuple(t.upper() for t in _multi(ds.get("ImageType"))),
+        slope=_num(ds.get("RescaleSlope")) or 1.0, intercept=_num(ds.get("RescaleIntercept")) or 0.0,
+        bvalue=_num(ds.get("DiffusionBValue")), **base)
+    mosaic = _mosaic_tiles(ds)
+    if mosaic is None:
+        return [rec]
+    n, normal = mosaic
+    size = math.ceil(math.sqrt(n))
+    if rec.rows % size or rec.columns % size or rec.iop is None or rec.ipp is None \
+            or rec.pixel_spacing is None:
+        raise UnreadableFileError(f"{path}: Siemens mosaic with {n} tiles does not fit a "
+                                  f"{size}x{size} grid of {rec.rows}x{rec.columns}: refused")
+    tile_r, tile_c = rec.rows // size, rec.columns // size
+    iop = np.asarray(rec.iop)
+    row_dir, col_dir = iop[:3], iop[3:]
+    ps_row, ps_col = rec.pixel_spacing
+    # IPP of a mosaic is the top-left of the whole mosaic; move it to the first tile's corner.
+    ipp0 = (np.asarray(rec.ipp) + col_dir * ps_row * (rec.rows - tile_r) / 2
+            + row_dir * ps_col * (rec.columns - tile_c) / 2)
+    step = rec.spacing_between_slices or rec.slice_thickness
+    if not step:
+        raise UnreadableFileError(f"{path}: Siemens mosaic without SpacingBetweenSlices or "
+                                  "SliceThickness: refused, slices cannot be placed")
+    out = []
+    for k in range(n):
+        pos = ipp0 + k * step * normal
+        out.append(FrameRecord(**{**rec.__dict__, "frame": k, "rows": tile_r, "columns": tile_c,
+                                  "ipp": tuple(float(v) for v in pos), "mosaic": n}))
+    return out
+
+
+def enhanced_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameRecord]:
+    """Records of an enhanced multi-frame file, one per frame, from its functional groups."""
+    shared = _first(ds, "SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    n = _int(ds.get("NumberOfFrames")) or 1
+    if len(per_frame) not in (0, n):
+        raise UnreadableFileError(f"{path}: PerFrameFunctionalGroupsSequence has "
+                                  f"{len(per_frame)} items for {n} frames")
+    out = []
+    for f in range(n):
+        groups = [g for g in ((per_frame[f] if per_frame else None), shared) if g is not None]
+
+        def gv(seq_kw: str, kw: str) -> Any:
+            return _group_value(groups, seq_kw, kw)
+
+        content = _first(per_frame[f], "FrameContentSequence") if per_frame else None
+        ftype = gv("MRImageFrameTypeSequence", "FrameType") or ds.get("ImageType")
+        out.append(FrameRecord(
+            path=path, frame=f, rows=_int(ds.get("Rows")) or 0, columns=_int(ds.get("Columns")) or 0,
+            iop=_vec(gv("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+            ipp=_vec(gv("PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore[arg-type]
+            pixel_spacing=_vec(gv("PixelMeasuresSequence", "PixelSpacing"), 2),  # type: ignore[arg-type]
+            slice_thickness=_num(gv("PixelMeasuresSequence", "SliceThickness")),
+            spacing_between_slices=_num(gv("PixelMeasuresSequence", "SpacingBetweenSlices")
+                                        or ds.get("SpacingBetweenSlices")),
+            echo_number=None,
+            echo_time=_num(gv("MREchoSequence", "EffectiveEchoTime")),
+            acquisition_number=_int(ds.get("AcquisitionNumber")),
+            temporal_index=_int(content.get("TemporalPositionIndex")) if content else None,
+            image_type=tuple(t.upper() for t in _multi(ftype)),
+            slope=_num(gv("PixelValueTransformationSequence", "RescaleSlope")) or 1.0,
+            intercept=_num(gv("PixelValueTransformationSequence", "RescaleIntercept")) or 0.0,
+            bvalue=_num(gv("MRDiffusionSequence", "DiffusionBValue")), **base))
+    return out
+
+
+def file_header(ds: Any, path: Path, limits: Any, file_order: int = 0) -> FileHeader:
+    """Frame records and series headers of one parsed (header-only) DICOM dataset.
+
+    Raises:
+        UnreadableFileError: essential attributes missing or inconsistent.
+        ResourceLimitError: declared sizes beyond the configured limits.
+    """
+    for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        if not ds.get(kw):
+            raise UnreadableFileError(f"{path}: DICOM file without {kw}")
+    if "PixelData" not in ds and ds.get("Rows") is None:
+        raise UnreadableFileError(f"{path}: DICOM object without an image "
+                                  f"(SOPClassUID {ds.get('SOPClassUID', '?')})")
+    _check_size(ds, path, limits)
+    base = dict(sop_instance_uid=str(ds.SOPInstanceUID),
+                study_instance_uid=str(ds.StudyInstanceUID),
+                series_instance_uid=str(ds.SeriesInstanceUID),
+                series_number=_int(ds.get("SeriesNumber")),
+                instance_number=_int(ds.get("InstanceNumber")), file_order=file_order)
+    try:
+        if str(ds.get("SOPClassUID", "")) == ENHANCED_MR or "PerFrameFunctionalGroupsSequence" in ds:
+            records = enhanced_records(ds, path, base)
+        else:
+            records = classic_records(ds, path, base)
+    except UnreadableFileError as exc:
+        msg = str(exc)
+        raise UnreadableFileError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+    headers = series_headers(ds)
+    if not headers.get("ImageType") and records and records[0].image_type:
+        headers["ImageType"] = list(records[0].image_type)
+    return FileHeader(path=path, records=records, headers=headers,
+                      accession_number=str(ds.get("AccessionNumber", "") or ""))

@@ -1,0 +1,114 @@
+"""Durable spool of received instances: nothing acknowledged is ever lost.
+
+Each instance is written under a temporary name, fsynced, renamed to its final name and the
+directory fsynced, all before the caller acknowledges it. Names derive from hashes of the UIDs,
+never from the UIDs themselves, so a hostile UID such as `../../etc` cannot escape the spool.
+Layout: `<spool>/<study key>/<series key>/<sop key>.dcm`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def short_hash(text: str, n: int = 16) -> str:
+    """A short, stable, path-safe hash of a UID (what logs and file names use instead of PHI)."""
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:n]
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or create inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _mkdirs_durable(path: Path) -> None:
+    """Create `path` and its missing parents, fsyncing each parent so the entries survive."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            pass
+        fsync_dir(d.parent)
+
+
+def durable_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically and durably (temp name, fsync, rename, fsync dir)."""
+    path = Path(path)
+    _mkdirs_durable(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class SpooledInstance:
+    """Where one instance landed and what it was."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+class Spool:
+    """The folder of received instances, one subfolder per study.
+
+    Args:
+        root: spool folder (created).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        _mkdirs_durable(self.root)
+
+    def study_dir(self, study_uid: str) -> Path:
+        """The folder holding one study's instances."""
+        return self.root / short_hash(study_uid)
+
+    def instance_path(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        return self.study_dir(study_uid) / short_hash(series_uid) / f"{short_hash(sop_uid, 32)}.dcm"
+
+    def store(self, study_uid: str, series_uid: str, sop_uid: str, data: bytes) -> SpooledInstance:
+        """Durably store one encoded instance (DICOM file format bytes)."""
+        path = self.instance_path(study_uid, series_uid, sop_uid)
+        durable_write(path, data)
+        return SpooledInstance(path, hashlib.sha256(data).hexdigest(), len(data))
+
+    def remove_temporaries(self) -> int:
+        """Delete half-written files left by a crash (never acknowledged). Returns how many."""
+        n = 0
+        for tmp in self.root.rglob(".tmp-*.part"):
+            try:
+                tmp.unlink()
+                n += 1
+            except FileNotFoundError:
+                pass
+        return n
+
+    def free_bytes(self) -> int:
+        """Free space on the spool's file system."""
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize

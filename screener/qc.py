@@ -76,8 +76,8 @@ def series_reasons(
         info: the series' header facts (voxel_mm is along the volume axes i, j, k; k is the
             slice axis, as built by screener.io).
         cfg: QCConfig or a whole config mapping.
-        shape: the volume's shape; when omitted the slice count is taken from the SOP
-            instance list, and an unknown count is itself a reason (fail closed).
+        shape: the volume's shape; when omitted ``info.shape`` (from io) is used, then the
+            SOP instance count; an unknown slice count is itself a reason (fail closed).
 
     Returns:
         Reasons, each starting with a stable code.
@@ -109,8 +109,11 @@ def series_reasons(
     if inplane > c.max_inplane_voxel_mm:
         reasons.append(f"inplane_too_coarse: {inplane:.2f} mm > {c.max_inplane_voxel_mm:.2f} mm")
 
+    if shape is None and info.shape:
+        shape = info.shape
     if shape is not None:
-        if len(shape) == 4 and shape[3] > 1:
+        if len(shape) == 4 and shape[3] > 1 and not any(
+                _code(r) == "multi_volume" for r in reasons):
             reasons.append(f"multi_volume: {shape[3]} volumes in one series")
         n_slices: int | None = int(shape[2]) if len(shape) >= 3 else None
     else:

@@ -1,0 +1,106 @@
+"""Resolution limits from a benchmark table whose answers are known by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from screener.resolution import best_limits, load_benchmark, resolution_limits, sensitivity_table
+
+
+def cell(d, t, detected, n=10, kind="mass", contrast="T2"):
+    return {"diameter_mm": d, "slice_thickness_mm": t, "kind": kind, "contrast": contrast,
+            "n": n, "detected": detected, "sensitivity": detected / n}
+
+
+@pytest.fixture
+def bench(tmp_path):
+    cells = [
+        # 1 mm slices: 3 mm lesions 9/10 pooled over two kinds (10/10 + 8/10 -> 18/20).
+        cell(3, 1, 10, kind="mass"), cell(3, 1, 8, kind="oedema"),
+        cell(5, 1, 10, kind="mass"), cell(5, 1, 10, kind="oedema"),
+        cell(10, 1, 10, kind="mass"), cell(10, 1, 10, kind="oedema"),
+        # 3 mm slices: 3 mm fails, 5 mm passes.
+        cell(3, 3, 5), cell(5, 3, 9), cell(10, 3, 10),
+        # 5 mm slices: a lucky 3 mm cell below a failing 5 mm cell must not be claimed.
+        cell(3, 5, 10), cell(5, 5, 8), cell(10, 5, 10), cell(20, 5, 10),
+        # 7 mm: nothing reaches 90 %.
+        cell(10, 7, 5), cell(20, 7, 8),
+    ]
+    data = {"schema_version": "1", "model": {"name": "m"}, "seed": 1, "score_threshold": 0.5,
+            "cells": cells, "specificity": {"n": 10, "negative": 9, "value": 0.9}}
+    path = tmp_path / "benchmark.json"
+    path.write_text(json.dumps(data))
+    return load_benchmark(path)
+
+
+def test_pooled_and_worst_kind_tables(bench):
+    pooled = sensitivity_table(bench, 1.0)
+    assert pooled[3.0] == (0.9, 20)
+    worst = sensitivity_table(bench, 1.0, "worst_kind")
+    assert worst[3.0] == (0.8, 10)
+
+
+def test_min_diameter_at_same_thickness(bench):
+    lim = resolution_limits((1.0, 1.0, 1.0), 1.0, 0.0, bench)
+    assert lim["min_detectable_diameter_mm"] == 3.0
+    assert lim["sensitivity_at_min_diameter"] == 0.9 and lim["benchmark_n"] == 20
+    assert lim["benchmark_slice_thickness_mm"] == 1.0
+    s = lim["statement"]
+    for words in ("structural", "function", "microscopic", "molecular", "systemic",
+                  "3 mm", "Clinical correlation required"):
+        assert words in s
+    worst = resolution_limits((1.0, 1.0, 1.0), 1.0, 0.0, bench, aggregate="worst_kind")
+    assert worst["min_detectable_diameter_mm"] == 5.0
+
+
+def test_thicker_study_uses_next_thicker_benchmark(bench):
+    # 2 mm slices: nearest benchmarked thickness >= 2 is 3 mm -> 5 mm claim (not the 1 mm row).
+    lim = resolution_limits((0.9, 0.9, 2.0), 2.0, 0.0, bench)
+    assert lim["benchmark_slice_thickness_mm"] == 3.0 and lim["min_detectable_diameter_mm"] == 5.0
+
+
+def test_gap_counts_towards_thickness(bench):
+    # 2 mm thick + 1.5 mm gap = sampled every 3.5 mm -> 5 mm row.
+    lim = resolution_limits((0.9, 0.9, 3.5), 2.0, 1.5, bench)
+    assert lim["benchmark_slice_thickness_mm"] == 5.0
+    assert lim["slice_gap_mm"] == 1.5
+
+
+def test_claim_needs_every_larger_diameter_to_pass(bench):
+    lim = resolution_limits((0.9, 0.9, 5.0), 5.0, 0.0, bench)
+    assert lim["min_detectable_diameter_mm"] == 10.0 and lim["sensitivity_at_min_diameter"] == 1.0
+
+
+def test_no_claim_cases(bench):
+    none_pass = resolution_limits((0.9, 0.9, 7.0), 7.0, 0.0, bench)
+    assert none_pass["min_detectable_diameter_mm"] is None
+    assert "No lesion-size claim" in none_pass["statement"]
+    too_thick = resolution_limits((0.9, 0.9, 8.0), 8.0, 0.0, bench)
+    assert too_thick["min_detectable_diameter_mm"] is None
+    assert "beyond the thickest benchmarked" in too_thick["no_claim_reason"]
+    no_bench = resolution_limits((1, 1, 1), 1.0, 0.0, None)
+    assert no_bench["min_detectable_diameter_mm"] is None
+    assert "Clinical correlation required" in no_bench["statement"]
+
+
+def test_best_limits_prefers_smallest_claim(bench):
+    a = resolution_limits((1, 1, 1), 1.0, 0.0, bench)
+    b = resolution_limits((0.9, 0.9, 5.0), 5.0, 0.0, bench)
+    c = resolution_limits((0.9, 0.9, 8.0), 8.0, 0.0, bench)
+    assert best_limits([b, c, a]) is a
+    assert best_limits([c]) is c and best_limits([]) is None
+
+
+def test_malformed_benchmark_raises(tmp_path):
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps({"schema_version": "1", "cells": [cell(3, 1, 11)]}))
+    with pytest.raises(ValueError):
+        load_benchmark(p)
+    p.write_text(json.dumps({"schema_version": "2", "cells": [cell(3, 1, 1)]}))
+    with pytest.raises(ValueError):
+        load_benchmark(p)
+    p.write_text(json.dumps({"schema_version": "1", "cells": [{"diameter_mm": 3}]}))
+    with pytest.raises(ValueError):
+        load_benchmark(p)

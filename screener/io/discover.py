@@ -76,10 +76,23 @@ def read_header(path: Path, cfg: IOConfig, order: int) -> FileHeader | None:
         raise
     except Exception as exc:
         raise UnreadableFileError(f"{path}: malformed DICOM header ({type(exc).__name__})") from None
-    if "Philips" in str(ds.get("Manufacturer", "")) and (0x2005, 0x100E) in ds:
+    if "Philips" in str(ds.get("Manufacturer", "")) and _philips_scale(ds):
         head.warnings.append("rescale: Philips private scale slope present; values are "
                              "RescaleSlope/Intercept display values, not Philips floating-point values")
     return head
+
+
+def _philips_scale(ds: Any) -> bool:
+    """True when a Philips private MR scale slope (2005,100E) is present (top level or per frame)."""
+    if (0x2005, 0x100E) in ds:
+        return True
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame:
+        for elem in per_frame[0]:
+            if elem.tag.group == 0x2005 and elem.VR == "SQ" and elem.value:
+                if (0x2005, 0x100E) in elem.value[0]:
+                    return True
+    return False
 
 
 def _dicomdir_files(path: Path) -> list[Path]:

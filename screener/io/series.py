@@ -25,25 +25,37 @@ def short_hash(text: str, n: int = 8) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:n]
 
 
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, tuple):
+        return "\\".join(_fmt(x) for x in v)
+    return str(v)
+
+
 def _split_key(r: FrameRecord, planes: list[np.ndarray], cfg: IOConfig) -> tuple:
-    plane = -1
+    """(name, value) pairs that must agree for images to form one volume."""
+    plane = "none"
     if r.iop is not None:
         iop = np.asarray(r.iop)
-        for i, ref in enumerate(planes):
+        for ref in planes:
             if np.max(np.abs(iop - ref)) <= cfg.orientation_split_tolerance:
-                plane = i
                 break
         else:
             planes.append(iop)
-            plane = len(planes) - 1
+            ref = iop
+        plane = "\\".join(f"{v:.2f}" for v in ref)
     spacing = tuple(round(v, 3) for v in r.pixel_spacing) if r.pixel_spacing else None
-    echo = (r.echo_number, round(r.echo_time, 2) if r.echo_time is not None else None)
-    return (r.series_number, plane, r.rows, r.columns, spacing, echo, r.image_type)
+    te = round(r.echo_time, 2) if r.echo_time is not None else None
+    return (("SeriesNumber", r.series_number), ("ImageOrientationPatient", plane),
+            ("Rows", r.rows), ("Columns", r.columns), ("PixelSpacing", spacing),
+            ("EchoNumbers", r.echo_number), ("EchoTime", te), ("ImageType", r.image_type))
 
 
-def _describe(key: tuple, other: tuple) -> str:
-    names = ("SeriesNumber", "orientation", "Rows", "Columns", "PixelSpacing", "echo", "ImageType")
-    diffs = [f"{n}={v}" for n, v, o in zip(names, key, other) if v != o]
+def _describe(key: tuple, others: list[tuple]) -> str:
+    """The fields of `key` that differ from any other part, as "Name=value,..."."""
+    diffs = [f"{name}={_fmt(v)}" for i, (name, v) in enumerate(key)
+             if any(o[i][1] != v for o in others)]
     return ",".join(diffs)
 
 
@@ -153,7 +165,7 @@ def group_studies(headers: list[FileHeader], cfg: IOConfig) -> list[Study]:
         keys = list(parts)
         for key in keys:
             others = [k for k in keys if k != key]
-            label = _describe(key, others[0]) if others else ""
+            label = _describe(key, others) if others else ""
             sub = _split_by_acquisition(parts[key], cfg)
             for s in sub:
                 lab = label

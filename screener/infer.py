@@ -1,0 +1,162 @@
+"""Model loading, device choice and prediction on a series' own grid.
+
+A series is resampled (MONAI SpatialResample, by world coordinates) onto an axis-aligned RAS
+working grid at the network's spacing that covers the whole series, normalised, passed through
+the network (sliding window when large), combined with tissue-conditional outlier statistics,
+and the probabilities are resampled back onto the series' own grid, so the anomaly map
+overlays the input exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from screener.config import REPO_ROOT
+from screener.model.anatomy import Tissue
+from screener.model.outlier import OutlierConfig
+from screener.types import SeriesVolume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    weights: str = "weights/screener-synth-v1"
+    roi_size: tuple[int, int, int] = (128, 128, 128)  # sliding window tile (voxels)
+    sw_overlap: float = 0.25
+    # Fusion of the learned lesion channel with outlier z: q = sigmoid(slope * (|z| - z0)).
+    outlier_z0: float = 4.0
+    outlier_slope: float = 2.0
+    use_outlier: bool = True
+    outlier: OutlierConfig = field(default_factory=OutlierConfig)
+
+
+@dataclass
+class LoadedModel:
+    net: Any
+    name: str
+    version: str
+    weights_sha256: str
+    device: str
+    voxel_mm: float
+    metadata: dict[str, Any]
+    weights_dir: Path
+    config: ModelConfig
+
+
+@dataclass
+class Prediction:
+    """Probabilities on the series' own grid (same shape and affine as the input volume)."""
+
+    brain_prob: np.ndarray
+    lesion_prob: np.ndarray
+    learned_prob: np.ndarray  # the network's lesion channel alone
+    outlier_z: np.ndarray  # signed tissue-conditional z-score
+    tissue: np.ndarray  # argmax tissue class (uint8), anatomy.Tissue
+
+
+def choose_device(preference: str = "auto") -> str:
+    import torch
+
+    if preference == "cpu":
+        return "cpu"
+    if preference == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda requested but no CUDA device is available")
+        return "cuda:0"
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(cfg: ModelConfig, device: str = "auto") -> LoadedModel:
+    """Load and verify the weights bundle named in the config; build the network on `device`."""
+    from screener.model.bundle import load_bundle
+    from screener.model.networks import NetworkConfig, build_network
+    from screener.config import from_mapping
+
+    wdir = Path(cfg.weights)
+    if not wdir.is_absolute():
+        wdir = REPO_ROOT / wdir
+    meta, state = load_bundle(wdir)
+    net_cfg = from_mapping(NetworkConfig, meta["network"])
+    net = build_network(net_cfg)
+    net.load_state_dict(state)
+    dev = choose_device(device)
+    net.to(dev).eval()
+    spacing = float(meta["network_data_format"]["inputs"]["image"]["spacing_mm"])
+    return LoadedModel(net=net, name=meta["name"], version=meta["version"],
+                       weights_sha256=meta["weights_sha256"], device=dev, voxel_mm=spacing,
+                       metadata=meta, weights_dir=wdir, config=cfg)
+
+
+def working_grid(shape: tuple[int, ...], affine: np.ndarray, voxel_mm: float, multiple: int
+                 ) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """RAS axis-aligned grid at `voxel_mm` covering the world bounding box of a volume."""
+    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
+                        for k in (0, shape[2] - 1)])
+    world = (affine @ corners.T).T[:, :3]
+    lo, hi = world.min(0), world.max(0)
+    n = np.ceil((hi - lo) / voxel_mm).astype(int) + 1
+    n = (np.ceil(n / multiple) * multiple).astype(int)
+    centre = (lo + hi) / 2.0
+    grid_aff = np.eye(4)
+    grid_aff[:3, :3] *= voxel_mm
+    grid_aff[:3, 3] = centre - (n - 1) / 2.0 * voxel_mm
+    return grid_aff, (int(n[0]), int(n[1]), int(n[2]))
+
+
+def resample(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray,
+             dst_shape: tuple[int, ...], mode: str = "bilinear") -> np.ndarray:
+    """Resample channel-first `data` (C, ...) by world coordinates (MONAI SpatialResample)."""
+    import torch
+    from monai.data import MetaTensor
+    from monai.transforms import SpatialResample
+
+    img = MetaTensor(torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32),
+                     affine=torch.as_tensor(src_affine, dtype=torch.float64))
+    out = SpatialResample(mode=mode, padding_mode="zeros", align_corners=True)(
+        img, dst_affine=torch.as_tensor(dst_affine, dtype=torch.float64),
+        spatial_size=tuple(int(s) for s in dst_shape))
+    return np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float32)
+
+
+def predict(volume: SeriesVolume, model: LoadedModel) -> Prediction:
+    """Run the model on one 3D series; probabilities come back on the series' own grid."""
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    from screener.model.outlier import outlier_z
+    from screener.preprocess import normalize_intensity
+
+    data = volume.data if volume.data.ndim == 3 else volume.data[..., 0]
+    cfg = model.config
+    grid_aff, grid_shape = working_grid(data.shape, volume.affine, model.voxel_mm, 16)
+    work = resample(data[None], volume.affine, grid_aff, grid_shape)
+    x = normalize_intensity(torch.from_numpy(work))
+    with torch.no_grad():
+        inp = x[None].to(model.device)
+        roi = tuple(min(r, s) for r, s in zip(cfg.roi_size, grid_shape))
+        logits = sliding_window_inference(inp, roi, 1, model.net, overlap=cfg.sw_overlap,
+                                          mode="gaussian")
+        probs = torch.softmax(logits.float(), 1)[0].cpu().numpy()
+    brain = probs[[int(Tissue.WM), int(Tissue.GM), int(Tissue.VENTRICLE), int(Tissue.LESION)]].sum(0)
+    learned = probs[int(Tissue.LESION)]
+    z = outlier_z(x[0].numpy(), probs, model.voxel_mm, cfg.outlier)
+    if cfg.use_outlier:
+        parenchyma = probs[[int(Tissue.WM), int(Tissue.GM), int(Tissue.LESION)]].sum(0)
+        arg = np.clip(cfg.outlier_slope * (np.abs(z) - cfg.outlier_z0), -30.0, 30.0)
+        q = parenchyma / (1.0 + np.exp(-arg))
+        lesion = 1.0 - (1.0 - learned) * (1.0 - q)
+    else:
+        lesion = learned
+    tissue = probs.argmax(0).astype(np.float32)
+    stack = np.stack([brain, lesion, learned, z]).astype(np.float32)
+    back = resample(stack, grid_aff, volume.affine, data.shape)
+    tissue_native = resample(tissue[None], grid_aff, volume.affine, data.shape, mode="nearest")[0]
+    return Prediction(brain_prob=np.clip(back[0], 0, 1), lesion_prob=np.clip(back[1], 0, 1),
+                      learned_prob=np.clip(back[2], 0, 1), outlier_z=back[3],
+                      tissue=tissue_native.astype(np.uint8))

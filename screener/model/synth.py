@@ -1,0 +1,267 @@
+"""Synthetic heads of any contrast and geometry, with lesions of every kind the screener claims.
+
+SynthSeg-style: a real whole-head label map is deformed (random affine + smooth elastic field,
+plus radial mass effect around a mass), every label gets a random intensity (fully random, or
+jittered T1/T2/FLAIR/PD/SWI-like templates), then partial volume blur, lesions, bias field,
+gamma, Rician noise and slice-thickness degradation (blur + decimation along a random axis,
+with gaps) are applied. The result is on a 2 mm RAS grid, normalised exactly as at inference.
+
+Public API (used by training and by `screener evaluate --synthetic`):
+    SynthGenerator(config).sample(seed, spec=None) -> Sample
+    SampleSpec(kind, diameter_mm, slice_thickness_mm, contrast, lesion=True) fixes the draw;
+    Sample.image (1, X, Y, Z) float32, Sample.target (X, Y, Z) int64 (anatomy.Tissue),
+    Sample.lesions (list of LesionSpec with centre_vox and diameter_mm), Sample.affine (grid -> RAS).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from screener.model import lesions as lesion_lib
+from screener.model.anatomy import LabelMap, Tissue, load_all
+
+CONTRASTS = ("T1", "T2", "FLAIR", "PD", "SWI")
+# (WM, GM, CSF) template means; head tissues stay random. Jittered at every draw.
+TEMPLATES = {
+    "T1": (0.78, 0.52, 0.12),
+    "T2": (0.32, 0.48, 0.95),
+    "FLAIR": (0.42, 0.58, 0.07),
+    "PD": (0.62, 0.76, 0.88),
+    "SWI": (0.55, 0.45, 0.75),
+}
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    label_maps_dir: str = "../shared/synth-label-maps"
+    max_label_maps: int = 20
+    grid_shape: tuple[int, int, int] = (96, 112, 96)
+    voxel_mm: float = 2.0
+    p_lesion: float = 0.6
+    p_random_contrast: float = 0.4
+    p_skull_stripped: float = 0.2
+    p_thick_slices: float = 0.6
+    max_rotation_deg: float = 15.0
+    max_shift_mm: float = 12.0
+    scale_range: tuple[float, float] = (0.88, 1.12)
+    elastic_mm: float = 3.0
+    max_bias: float = 0.5
+    noise_range: tuple[float, float] = (0.005, 0.04)
+    thickness_range: tuple[float, float] = (1.0, 7.0)
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """Fix parts of a draw (for the benchmark); None leaves a part random."""
+
+    lesion: bool = True
+    kind: str | None = None
+    diameter_mm: float | None = None
+    slice_thickness_mm: float | None = None
+    contrast: str | None = None
+    n_lesions: int | None = None
+
+
+@dataclass
+class Sample:
+    image: torch.Tensor
+    target: torch.Tensor
+    affine: np.ndarray
+    contrast: str
+    slice_thickness_mm: float
+    skull_stripped: bool
+    lesions: list[lesion_lib.LesionSpec] = field(default_factory=list)
+
+    @property
+    def lesion_mask(self) -> torch.Tensor:
+        return self.target == int(Tissue.LESION)
+
+
+def _smooth_field(shape: tuple[int, ...], ctrl: int, gen: torch.Generator) -> torch.Tensor:
+    """A smooth random field (zero mean, unit-ish SD) by trilinear upsampling of coarse noise."""
+    coarse = torch.randn((1, 1, ctrl, ctrl, ctrl), generator=gen)
+    return F.interpolate(coarse, size=shape, mode="trilinear", align_corners=True)[0, 0]
+
+
+def gaussian_blur(vol: torch.Tensor, sigma_vox: tuple[float, float, float]) -> torch.Tensor:
+    """Separable Gaussian blur of a 3D tensor; sigma per axis in voxels (0 = skip)."""
+    out = vol[None, None]
+    for axis, s in enumerate(sigma_vox):
+        if s <= 0.05:
+            continue
+        radius = max(1, int(math.ceil(3 * s)))
+        x = np.arange(-radius, radius + 1, dtype=np.float64)
+        k = np.exp(-0.5 * np.minimum((x / s) ** 2, 60.0))  # clamp: no denormals
+        k = torch.tensor(k / k.sum(), dtype=out.dtype)
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = k.numel()
+        pad = [0, 0, 0, 0, 0, 0]
+        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = radius
+        out = F.conv3d(F.pad(out, pad, mode="replicate"), k.view(shape))
+    return out[0, 0]
+
+
+class SynthGenerator:
+    """Draws synthetic heads; deterministic for a given seed."""
+
+    def __init__(self, config: SynthConfig, label_maps: list[LabelMap] | None = None) -> None:
+        self.cfg = config
+        self.maps = label_maps if label_maps is not None else load_all(
+            config.label_maps_dir, config.max_label_maps)
+        self._vols = [torch.from_numpy(m.index)[None, None] for m in self.maps]
+        self._centres = []
+        for m in self.maps:
+            ijk = np.argwhere(m.index > 0)
+            centre_vox = (ijk.min(0) + ijk.max(0)) / 2.0
+            self._centres.append(m.affine[:3, :3] @ centre_vox + m.affine[:3, 3])
+        shape = config.grid_shape
+        vox = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in shape],
+                                   indexing="ij"), -1)
+        self._grid_offsets = (vox - (np.array(shape) - 1) / 2.0) * config.voxel_mm  # mm from centre
+
+    # ---- geometry -------------------------------------------------------------------------
+    def _sampling_points(self, rng: np.random.Generator, gen: torch.Generator, centre: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """World points (X,Y,Z,3) to sample for each output voxel, and the output grid affine."""
+        c = self.cfg
+        angles = np.deg2rad(rng.uniform(-c.max_rotation_deg, c.max_rotation_deg, 3))
+        cx, cy, cz = np.cos(angles)
+        sx, sy, sz = np.sin(angles)
+        rot = (np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+               @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+               @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]]))
+        lin = rot @ np.diag(rng.uniform(*c.scale_range, 3))
+        shift = rng.uniform(-c.max_shift_mm, c.max_shift_mm, 3)
+        pts = self._grid_offsets @ lin.T + centre + shift
+        if c.elastic_mm > 0:
+            disp = torch.stack([_smooth_field(self.cfg.grid_shape, 5, gen) for _ in range(3)], -1)
+            pts = pts + disp.numpy().astype(np.float64) * c.elastic_mm * rng.uniform(0.3, 1.0)
+        out_aff = np.eye(4)
+        out_aff[:3, :3] = np.eye(3) * c.voxel_mm
+        out_aff[:3, 3] = -(np.array(c.grid_shape) - 1) / 2.0 * c.voxel_mm  # output grid in its own frame
+        return pts, out_aff
+
+    def _sample_labels(self, map_idx: int, pts: np.ndarray) -> torch.Tensor:
+        m = self.maps[map_idx]
+        inv = np.linalg.inv(m.affine)
+        ijk = pts @ inv[:3, :3].T + inv[:3, 3]
+        size = np.array(m.index.shape, dtype=np.float64)
+        norm = 2.0 * ijk / (size - 1) - 1.0
+        grid = torch.from_numpy(norm[..., ::-1].copy()).float()[None]  # (1,X,Y,Z,3) as (z,y,x)
+        out = F.grid_sample(self._vols[map_idx], grid, mode="nearest", padding_mode="zeros",
+                            align_corners=True)
+        return out[0, 0].round().long()
+
+    # ---- appearance -----------------------------------------------------------------------
+    def _label_means(self, rng: np.random.Generator, contrast: str, m: LabelMap
+                     ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+        n = len(m.labels)
+        mu = rng.uniform(0.0, 1.0, n)
+        if contrast == "random":
+            wm, gm, csf = rng.uniform(0.0, 1.0, 3)
+        else:
+            wm, gm, csf = (float(np.clip(v + rng.normal(0, 0.06), 0.02, 1.0))
+                           for v in TEMPLATES[contrast])
+        jitter = rng.normal(0, 0.02, n)
+        for i, t in enumerate(m.tissue):
+            if t == Tissue.WM:
+                mu[i] = wm + jitter[i]
+            elif t == Tissue.GM:
+                mu[i] = gm + jitter[i]
+            elif t in (Tissue.VENTRICLE, Tissue.CSF):
+                mu[i] = csf + jitter[i]
+            if m.deep_grey[i]:
+                mu[i] = gm + rng.uniform(0.0, 0.6) * (wm - gm) + jitter[i]
+        mu[0] = rng.uniform(0.0, 0.06)  # air
+        sd = rng.uniform(0.005, 0.05, n)
+        return np.clip(mu, 0.0, 1.2), sd, (wm, gm, csf)
+
+    def sample(self, seed: int, spec: SampleSpec | None = None) -> Sample:
+        """Draw one synthetic head. Same seed and spec -> same sample."""
+        c = self.cfg
+        rng = np.random.default_rng(seed)
+        gen = torch.Generator().manual_seed(int(seed) % (2**63))
+        map_idx = int(rng.integers(len(self.maps)))
+        m = self.maps[map_idx]
+        pts, out_aff = self._sampling_points(rng, gen, self._centres[map_idx])
+        labels = self._sample_labels(map_idx, pts)
+        tissue = torch.from_numpy(m.tissue)[labels]
+
+        want_lesion = spec.lesion if spec is not None else bool(rng.random() < c.p_lesion)
+        plan: list[lesion_lib.LesionSpec] = []
+        if want_lesion:
+            plan = lesion_lib.plan_lesions(rng, tissue, c.voxel_mm, spec)
+            masses = [p for p in plan if p.kind == "mass"]
+            if masses:  # mass effect: resample anatomy pushed away from each mass centre
+                pts = lesion_lib.apply_mass_effect(pts, masses, out_aff, rng)
+                labels = self._sample_labels(map_idx, pts)
+                tissue = torch.from_numpy(m.tissue)[labels]
+
+        contrast = spec.contrast if spec is not None and spec.contrast else (
+            "random" if rng.random() < c.p_random_contrast else CONTRASTS[int(rng.integers(5))])
+        mu, sd, (wm, gm, csf) = self._label_means(rng, contrast, m)
+        texture = gaussian_blur(torch.randn(labels.shape, generator=gen), (0.7, 0.7, 0.7))
+        img = torch.from_numpy(mu).float()[labels] + torch.from_numpy(sd).float()[labels] * texture
+        img = gaussian_blur(img, tuple(rng.uniform(0.3, 0.9, 3)))  # partial volume
+
+        lesion_mask = torch.zeros(labels.shape, dtype=torch.bool)
+        if plan:
+            img, lesion_mask = lesion_lib.render_lesions(img, tissue, plan, rng, gen,
+                                                         tissue_means=(wm, gm, csf),
+                                                         contrast=contrast)
+        skull_stripped = bool(rng.random() < c.p_skull_stripped)
+        brain = (tissue == Tissue.WM) | (tissue == Tissue.GM) | (tissue == Tissue.VENTRICLE) | lesion_mask
+        if skull_stripped:
+            keep = gaussian_blur(brain.float(), (1.0, 1.0, 1.0)) > rng.uniform(0.2, 0.6)
+            img = torch.where(keep, img, torch.zeros_like(img))
+
+        bias = torch.exp(_smooth_field(labels.shape, 4, gen) * rng.uniform(0.0, c.max_bias))
+        img = img.clamp_min(0) * bias
+        img = img.clamp_min(0) ** float(np.exp(rng.normal(0.0, 0.2)))
+        sigma_n = rng.uniform(*c.noise_range) * float(img.max())
+        n1 = torch.randn(img.shape, generator=gen) * sigma_n
+        n2 = torch.randn(img.shape, generator=gen) * sigma_n
+        img = torch.sqrt((img + n1) ** 2 + n2**2)
+        if skull_stripped:
+            img = torch.where(keep, img, torch.zeros_like(img))
+
+        thickness = c.voxel_mm
+        if spec is not None and spec.slice_thickness_mm is not None:
+            thickness = float(spec.slice_thickness_mm)
+        elif rng.random() < c.p_thick_slices:
+            thickness = float(rng.uniform(*c.thickness_range))
+        if thickness > c.voxel_mm * 1.01:
+            img = degrade_slices(img, int(rng.integers(3)), thickness, c.voxel_mm,
+                                 gap_fraction=float(rng.uniform(0.0, 0.3)))
+
+        target = tissue.clone()
+        target[lesion_mask] = int(Tissue.LESION)
+        from screener.preprocess import normalize_intensity
+
+        image = normalize_intensity(img[None])
+        return Sample(image=image.float(), target=target, affine=out_aff,
+                      contrast=contrast, slice_thickness_mm=thickness,
+                      skull_stripped=skull_stripped, lesions=plan)
+
+
+def degrade_slices(img: torch.Tensor, axis: int, thickness_mm: float, voxel_mm: float,
+                   gap_fraction: float = 0.0) -> torch.Tensor:
+    """Simulate thick slices along `axis`: slice-profile blur, then sampling every
+    thickness*(1+gap) mm and linear interpolation back to the grid (as resampling a real
+    thick-slice series onto the working grid does)."""
+    sigma = [0.0, 0.0, 0.0]
+    sigma[axis] = 0.42 * thickness_mm / voxel_mm
+    blurred = gaussian_blur(img, tuple(sigma))
+    n = img.shape[axis]
+    spacing_vox = thickness_mm * (1.0 + gap_fraction) / voxel_mm
+    n_low = max(2, int(round(n / spacing_vox)))
+    moved = blurred.movedim(axis, -1)[None]  # (1, a, b, n)
+    flat = moved.reshape(1, -1, n)
+    low = F.interpolate(flat, size=n_low, mode="linear", align_corners=True)
+    back = F.interpolate(low, size=n, mode="linear", align_corners=True)
+    return back.reshape(moved.shape)[0].movedim(-1, axis)

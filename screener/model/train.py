@@ -1,0 +1,238 @@
+"""`screener train`: seeded, resumable CPU training of the abnormality network.
+
+Every synthetic sample is drawn from a seed derived from (run seed, "train", iteration), so a
+resumed run sees the same data stream as an uninterrupted one. Label maps are split: the
+first `train_maps` train the network; the rest are held out for validation, calibration and
+the synthetic benchmark, which therefore never see a training head.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from screener.config import REPO_ROOT, from_mapping, read_yaml
+from screener.model.networks import NetworkConfig
+from screener.model.synth import SynthConfig
+
+log = logging.getLogger(__name__)
+
+SEED_SPACES = {"train": 1, "val": 2, "calib": 3, "bench": 4, "smoke": 5}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "screener-synth-v1"
+    seed: int = 20261125
+    run_dir: str = "runs/screener-synth-v1"
+    iterations: int = 40000
+    threads: int = 2
+    loader_workers: int = 1
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    lesion_class_weight: float = 4.0
+    log_every: int = 50
+    val_every: int = 500
+    checkpoint_every: int = 250
+    val_samples: int = 12
+    train_maps: int = 17
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+
+
+def sample_seed(run_seed: int, space: str, index: int) -> int:
+    """Seed of sample `index` in a seed space; spaces never overlap in practice."""
+    ss = np.random.SeedSequence([run_seed, SEED_SPACES[space], index])
+    return int(ss.generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def load_train_config(path: str | Path, smoke: bool = False) -> TrainConfig:
+    data = read_yaml(path)
+    if "synth" in data and "label_maps_dir" in data["synth"]:
+        p = Path(data["synth"]["label_maps_dir"])
+        if not p.is_absolute():  # relative to the repository, not the working directory
+            data["synth"]["label_maps_dir"] = str((REPO_ROOT / p).resolve())
+    cfg = from_mapping(TrainConfig, data)
+    if smoke:
+        import dataclasses
+
+        cfg = dataclasses.replace(
+            cfg, iterations=6, log_every=2, val_every=6, checkpoint_every=3, val_samples=1,
+            loader_workers=0, train_maps=1, run_dir=cfg.run_dir + "-smoke",
+            synth=dataclasses.replace(cfg.synth, max_label_maps=2, grid_shape=(48, 48, 48),
+                                      voxel_mm=4.0),
+            network=dataclasses.replace(cfg.network, channels=(4, 8, 16, 32, 64)))
+    return cfg
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """Iterable of training samples from iteration `start` on (picklable for DataLoader)."""
+
+    def __init__(self, cfg: TrainConfig, start: int) -> None:
+        super().__init__()
+        self.cfg, self.start = cfg, start
+
+    def __iter__(self):
+        from screener.model.anatomy import load_all
+        from screener.model.synth import SynthGenerator
+
+        torch.set_num_threads(1)
+        torch.set_flush_denormal(True)
+        maps = load_all(self.cfg.synth.label_maps_dir, self.cfg.synth.max_label_maps)
+        gen = SynthGenerator(self.cfg.synth, maps[: self.cfg.train_maps])
+        it = self.start
+        while True:
+            s = gen.sample(sample_seed(self.cfg.seed, "train", it))
+            yield s.image, s.target
+            it += 1
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _validation_set(cfg: TrainConfig):
+    from screener.model.anatomy import load_all
+    from screener.model.synth import SynthGenerator
+
+    maps = load_all(cfg.synth.label_maps_dir, cfg.synth.max_label_maps)
+    held = maps[cfg.train_maps:] or maps[-1:]
+    gen = SynthGenerator(cfg.synth, held)
+    return [gen.sample(sample_seed(cfg.seed, "val", i)) for i in range(cfg.val_samples)]
+
+
+def _validate(net, val) -> dict[str, float]:
+    import torch
+
+    from screener.model.anatomy import Tissue
+
+    net.eval()
+    brain_d, les_d, les_det, les_n = [], [], 0, 0
+    with torch.no_grad():
+        for s in val:
+            prob = torch.softmax(net(s.image[None]), 1)[0]
+            pred = prob.argmax(0)
+            brain_t = (s.target > 0) & (s.target != Tissue.CSF)
+            brain_p = (pred > 0) & (pred != Tissue.CSF)
+            brain_d.append(float(2 * (brain_t & brain_p).sum() / max(1, brain_t.sum() + brain_p.sum())))
+            lt, lp = s.target == Tissue.LESION, pred == Tissue.LESION
+            if lt.any():
+                les_n += 1
+                les_d.append(float(2 * (lt & lp).sum() / max(1, lt.sum() + lp.sum())))
+                les_det += int((lt & lp).any())
+    net.train()
+    return {"brain_dice": float(np.mean(brain_d)), "lesion_dice": float(np.mean(les_d or [0])),
+            "lesion_detected": les_det / max(1, les_n)}
+
+
+def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | None = None) -> Path:
+    """Train (or resume) until cfg.iterations or max_minutes; returns the checkpoint path."""
+    import torch
+    from monai.losses import DiceCELoss
+    from tqdm import tqdm
+
+    from screener.model.networks import build_network
+
+    torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)
+    rd = Path(run_dir or cfg.run_dir)
+    if not rd.is_absolute():
+        rd = REPO_ROOT / rd
+    rd.mkdir(parents=True, exist_ok=True)
+    ckpt_path = rd / "checkpoint.pt"
+    torch.manual_seed(cfg.seed)
+    net = build_network(cfg.network)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    start = 0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["iteration"])
+        log.warning("resuming %s at iteration %d", cfg.name, start)
+    weights = torch.ones(cfg.network.out_channels)
+    weights[-1] = cfg.lesion_class_weight
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, weight=weights, batch=True)
+    stream = _Stream(cfg, start)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.loader_workers,
+                                         prefetch_factor=4 if cfg.loader_workers else None)
+    val = _validation_set(cfg)
+    stop = {"flag": False}
+    old = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    t0 = time.time()
+    it = start
+    logf = open(rd / "log.jsonl", "a", encoding="utf-8")
+
+    def save() -> None:
+        _atomic_torch_save({"model": net.state_dict(), "optimizer": opt.state_dict(),
+                            "iteration": it, "config": _plain(cfg)}, ckpt_path)
+
+    bar = tqdm(total=cfg.iterations, initial=start, desc="train", unit="it", dynamic_ncols=True)
+    running = []
+    try:
+        for image, target in loader:
+            if it >= cfg.iterations or stop["flag"] or (
+                    max_minutes is not None and time.time() - t0 > max_minutes * 60):
+                break
+            out = net(image[None])
+            loss = loss_fn(out, target[None, None])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            it += 1
+            running.append(float(loss))
+            bar.update(1)
+            if it % cfg.log_every == 0:
+                rec = {"it": it, "loss": float(np.mean(running)), "minutes": (time.time() - t0) / 60}
+                running = []
+                bar.set_postfix(loss=f"{rec['loss']:.3f}")
+                if it % cfg.val_every == 0:
+                    rec.update(_validate(net, val))
+                    log.warning("validation at %d: %s", it, rec)
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+            if it % cfg.checkpoint_every == 0:
+                save()
+    finally:
+        save()
+        bar.close()
+        logf.close()
+        signal.signal(signal.SIGTERM, old)
+    return ckpt_path
+
+
+def _plain(cfg: TrainConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(asdict(cfg), default=list))
+
+
+def run_train_cli(args: argparse.Namespace) -> int:
+    cfg = load_train_config(args.config, smoke=args.smoke)
+    if args.export:
+        from screener.model.bundle import export_bundle
+
+        ckpt = Path(args.run_dir or cfg.run_dir)
+        ckpt = (ckpt if ckpt.is_absolute() else REPO_ROOT / ckpt) / "checkpoint.pt"
+        out = export_bundle(ckpt, Path(args.export), cfg)
+        print(f"exported {ckpt} -> {out}")
+        return 0
+    path = train(cfg, max_minutes=args.max_minutes,
+                 run_dir=Path(args.run_dir) if args.run_dir else None)
+    print(f"checkpoint: {path}")
+    return 0

@@ -1,0 +1,187 @@
+"""Screens one study: io -> select/qc -> preprocess -> model -> decide -> report.
+
+The one path that `screen`, `batch`, `serve` and `evaluate` all call. It never raises for a
+bad study: anything it cannot assess ends as an `indeterminate` report with reasons. Every
+output is written to a temporary name and renamed; report.json is written last, so its
+presence means the study's outputs are complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import re
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from screener.config import load_config, section
+from screener.types import SequenceClass, SeriesInfo, SeriesVolume, Study
+
+log = logging.getLogger(__name__)
+
+# Which analysed series carries the anomaly map, SR and SEG: the most lesion-conspicuous contrast.
+PRIMARY_ORDER = (SequenceClass.FLAIR, SequenceClass.T2, SequenceClass.T1C, SequenceClass.T1,
+                 SequenceClass.PD, SequenceClass.SWI)
+
+
+@dataclass
+class SeriesResult:
+    info: SeriesInfo
+    used: bool
+    why_not_used: list[str] = field(default_factory=list)
+    volume: SeriesVolume | None = None
+    prediction: Any = None
+    analysis: Any = None
+    limits: dict[str, Any] | None = None
+
+
+def study_dir_name(study: Study) -> str:
+    """Output folder name of a study: a hash of its UID, safe on every file system and free of
+    anything a hostile UID could use to escape the output folder."""
+    digest = hashlib.sha256(study.study_instance_uid.encode("utf-8", "replace")).hexdigest()[:16]
+    return f"study-{digest}"
+
+
+def uid_hash(uid: str) -> str:
+    """Short stable hash for logs (UIDs can be traced back; names and IDs never appear)."""
+    return hashlib.sha256(uid.encode("utf-8", "replace")).hexdigest()[:10]
+
+
+def load_model(config: dict[str, Any] | None = None, device: str = "auto") -> Any:
+    """Load the model named in the config once (per process / worker)."""
+    from screener.infer import ModelConfig, load_model as _load
+
+    cfg = config if config is not None else load_config()
+    return _load(section(cfg, "model", ModelConfig), device)
+
+
+def _primary_key(r: SeriesResult) -> tuple[int, float]:
+    seq = r.info.sequence
+    rank = PRIMARY_ORDER.index(seq) if seq in PRIMARY_ORDER else len(PRIMARY_ORDER)
+    return rank, float(np.prod(r.info.voxel_mm))
+
+
+def _analyse(r: SeriesResult, model: Any, config: dict[str, Any]) -> None:
+    """Load, predict, QC on the brain mask, find findings; marks the series unused on failure."""
+    from screener import qc
+    from screener.decide import analyse_series, decide_config
+    from screener.errors import InputError
+    from screener.infer import predict
+    from screener.io import load_series
+
+    try:
+        vol = load_series(r.info, config)
+    except InputError as exc:
+        r.used, r.why_not_used = False, [f"unreadable: {exc}"]
+        return
+    if vol.data.ndim != 3:
+        r.used, r.why_not_used = False, ["multi_volume: 4D series are not assessed"]
+        return
+    pred = predict(vol, model)
+    dc = decide_config(config)
+    brain = pred.brain_prob >= dc.brain_threshold
+    reasons = qc.brain_reasons(brain, vol.affine, config) + qc.noise_reasons(vol.data, brain, config)
+    r.volume, r.prediction = vol, pred
+    if reasons:
+        r.used, r.why_not_used = False, reasons
+        return
+    r.analysis = analyse_series(pred.lesion_prob, brain, vol.data, vol.affine,
+                                r.info.series_instance_uid, dc)
+
+
+def screen_study(study: Study, outdir: Path, *, config: dict[str, Any] | None = None,
+                 model: Any = None, device: str = "auto") -> dict[str, Any]:
+    """Screen one study and write its outputs into outdir/<study_dir_name>/.
+
+    Args:
+        study: a Study from screener.io.find_studies.
+        outdir: the output root; the study's folder is created inside it.
+        config: the merged config (default: configs/default.yaml).
+        model: a model from load_model (loaded here when None).
+        device: used only when the model is loaded here.
+    Returns:
+        The report dict, as written to report.json.
+    """
+    from screener.report.build import write_study_outputs
+
+    cfg = config if config is not None else load_config()
+    t0 = time.perf_counter()
+    timing: dict[str, float] = {}
+    results = [SeriesResult(info=s, used=True) for s in study.series]
+    try:
+        from screener import qc
+
+        for r in results:
+            reasons = qc.series_reasons(r.info, cfg)
+            if reasons:
+                r.used, r.why_not_used = False, reasons
+        study_reasons = qc.study_reasons(study, [r.why_not_used for r in results], cfg)
+        candidates = [r for r in results if r.used]
+        if candidates and not study_reasons:
+            if model is None:
+                model = load_model(cfg, device)
+            for r in sorted(candidates, key=_primary_key):
+                t = time.perf_counter()
+                _analyse(r, model, cfg)
+                timing["infer"] = timing.get("infer", 0.0) + time.perf_counter() - t
+            study_reasons = qc.study_reasons(study, [r.why_not_used for r in results], cfg)
+        error = None
+    except Exception as exc:  # fail closed: an unexpected failure is indeterminate, not lost
+        log.error("study %s: internal error %s\n%s", uid_hash(study.study_instance_uid),
+                  type(exc).__name__, traceback.format_exc())
+        error = f"internal_error: {type(exc).__name__} while screening; see the log"
+        study_reasons = [error]
+    timing["read_and_analyse"] = time.perf_counter() - t0
+    return write_study_outputs(study, results, study_reasons, outdir / study_dir_name(study),
+                               config=cfg, model=model, timing=timing, t0=t0)
+
+
+def screen_inputs(inputs: list[str], outdir: Path, *, config: dict[str, Any] | None = None,
+                  device: str = "auto") -> list[dict[str, Any]]:
+    """Find the studies in `inputs` and screen each; returns their reports."""
+    from screener.io import find_studies
+
+    cfg = config if config is not None else load_config()
+    found = find_studies(inputs, cfg)
+    for err in found.errors:
+        log.warning("not read: %s", err.reason)
+    model = None
+    reports = []
+    for study in found.studies:
+        if model is None:
+            model = load_model(cfg, device)
+        reports.append(screen_study(study, outdir, config=cfg, model=model))
+    return reports
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def run_screen_cli(args: argparse.Namespace) -> int:
+    from screener.io import find_studies
+
+    cfg = load_config(args.config)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    found = find_studies(args.inputs, cfg)
+    for err in found.errors:
+        print(f"not read: {err.reason}", file=sys.stderr)
+    if not found.studies:
+        print("no study found in the inputs", file=sys.stderr)
+        return 1
+    model = load_model(cfg, args.device)
+    for study in found.studies:
+        rep = screen_study(study, out, config=cfg, model=model)
+        score = rep.get("abnormality_score")
+        conf = rep.get("confidence")
+        print(f"{study_dir_name(study)}\t{rep['decision']}\tscore={score if score is None else f'{score:.3f}'}"
+              f"\tconfidence={conf if conf is None else f'{conf:.3f}'}"
+              f"\t{'; '.join(rep.get('reasons', [])[:2])}")
+    return 0

@@ -48,6 +48,8 @@ class ServiceCore:
     """
 
     def __init__(self, settings: WorkerSettings, config: dict[str, Any]) -> None:
+        # pynetdicom's own INFO/DEBUG output is per PDU and per message: keep the log readable.
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
         self.settings = settings
         self.spool = Spool(settings.spool_dir)
         self.state = ServiceState(settings.state_file)

@@ -1,0 +1,153 @@
+"""Held-out synthetic benchmark and calibration of the model.
+
+Both draw synthetic heads from the label maps held out of training (anatomy never seen by the
+network) with seeds from their own seed spaces ("calib", "bench"), so neither overlaps the
+training stream nor each other. Calibration fits the operating point and the score ->
+P(abnormal) map (screener.calibrate); the benchmark then measures, with that operating point
+fixed, study-level sensitivity per lesion diameter x slice thickness x kind x contrast and
+specificity on lesion-free heads. Its table ships with the weights and feeds the report's
+resolution limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from screener.config import REPO_ROOT, load_config
+
+log = logging.getLogger(__name__)
+
+DIAMETERS_MM = (3.0, 5.0, 10.0, 20.0, 40.0)
+THICKNESSES_MM = (1.0, 3.0, 5.0)
+KINDS = ("oedema", "mass", "haemorrhage", "demyelination", "infarct")
+CONTRASTS = ("T1", "T2", "FLAIR", "PD", "SWI")
+
+
+@dataclass
+class CaseResult:
+    lesion: bool
+    kind: str | None
+    diameter_mm: float | None
+    slice_thickness_mm: float
+    contrast: str
+    score: float
+    hit: bool  # a finding overlaps the true lesion
+
+
+def _generator(model_meta: dict[str, Any]):
+    """A generator over the held-out label maps, configured as in training."""
+    from screener.config import from_mapping
+    from screener.model.anatomy import load_all
+    from screener.model.synth import SynthConfig, SynthGenerator
+
+    tcfg = model_meta["training"]["config"]
+    scfg = from_mapping(SynthConfig, tcfg["synth"])
+    maps = load_all(scfg.label_maps_dir, scfg.max_label_maps)
+    held = maps[int(tcfg["train_maps"]):]
+    if not held:
+        raise RuntimeError("no held-out label maps: the benchmark would reuse training anatomy")
+    return SynthGenerator(scfg, held), int(tcfg["seed"])
+
+
+def run_case(sample: Any, model: Any, config: dict[str, Any]) -> tuple[float, bool]:
+    """Screen one synthetic head through the same predict/analyse path as a real series."""
+    from screener.decide import analyse_series, decide_config
+    from screener.infer import predict
+    from screener.types import SeriesInfo, SeriesVolume
+
+    img = sample.image[0].numpy().astype(np.float32)
+    vol = SeriesVolume(data=img, affine=sample.affine, info=SeriesInfo("synthetic", "synthetic"))
+    pred = predict(vol, model)
+    dc = decide_config(config)
+    brain = pred.brain_prob >= dc.brain_threshold
+    analysis = analyse_series(pred.lesion_prob, brain, img, sample.affine, "synthetic", dc)
+    truth = sample.lesion_mask.numpy()
+    hit = bool(truth.any() and ((analysis.labels > 0) & truth).any())
+    return float(analysis.score), hit
+
+
+def cases(n: int, seed: int, space: str, run_seed: int) -> Iterator[tuple[int, Any]]:
+    """n case specs cycling through the benchmark grid; every 4th case is lesion-free."""
+    from screener.model.synth import SampleSpec
+    from screener.model.train import sample_seed
+
+    grid = list(itertools.product(DIAMETERS_MM, THICKNESSES_MM, KINDS, CONTRASTS))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(grid))
+    j = 0
+    for i in range(n):
+        s = sample_seed(run_seed, space, seed * 1_000_003 + i)
+        if i % 4 == 3:
+            t = THICKNESSES_MM[i % len(THICKNESSES_MM)]
+            c = CONTRASTS[(i // 4) % len(CONTRASTS)]
+            yield s, SampleSpec(lesion=False, slice_thickness_mm=t, contrast=c)
+        else:
+            d, t, k, c = grid[order[j % len(grid)]]
+            j += 1
+            yield s, SampleSpec(lesion=True, kind=k, diameter_mm=d, slice_thickness_mm=t,
+                                contrast=c, n_lesions=1)
+
+
+def run_cases(n: int, seed: int, space: str, model: Any, config: dict[str, Any]) -> list[CaseResult]:
+    from tqdm import tqdm
+
+    gen, run_seed = _generator(model.metadata)
+    out = []
+    for s, spec in tqdm(list(cases(n, seed, space, run_seed)), desc=f"synthetic {space}", unit="case"):
+        sample = gen.sample(s, spec)
+        has = bool(sample.lesion_mask.any())
+        if spec.lesion and not has:  # lesion fell outside the brain after deformation: skip
+            continue
+        score, hit = run_case(sample, model, config)
+        out.append(CaseResult(lesion=spec.lesion, kind=spec.kind, diameter_mm=spec.diameter_mm,
+                              slice_thickness_mm=float(spec.slice_thickness_mm or 2.0),
+                              contrast=spec.contrast or "random", score=score, hit=hit))
+    return out
+
+
+def benchmark_table(results: list[CaseResult], threshold: float, model_info: dict[str, Any],
+                    seed: int) -> dict[str, Any]:
+    """Aggregate case results into the benchmark.json table (format in resolution.py)."""
+    cells: dict[tuple, list[int]] = {}
+    for r in results:
+        if not r.lesion:
+            continue
+        key = (r.diameter_mm, r.slice_thickness_mm, r.kind, r.contrast)
+        c = cells.setdefault(key, [0, 0])
+        c[0] += 1
+        c[1] += int(r.score >= threshold and r.hit)
+    normals = [r for r in results if not r.lesion]
+    neg = sum(r.score < threshold for r in normals)
+    return {
+        "schema_version": "1", "model": model_info, "seed": seed, "score_threshold": threshold,
+        "cells": [{"diameter_mm": k[0], "slice_thickness_mm": k[1], "kind": k[2], "contrast": k[3],
+                   "n": v[0], "detected": v[1], "sensitivity": v[1] / v[0]}
+                  for k, v in sorted(cells.items())],
+        "specificity": {"n": len(normals), "negative": int(neg),
+                        "value": neg / len(normals) if normals else None},
+    }
+
+
+def calibrate(model: Any, n: int, seed: int, config: dict[str, Any]) -> Any:
+    """Fit and save weights/<name>/calibration.json from n held-out calibration heads."""
+    from screener.calibrate import fit_calibration
+    from screener.decide import decide_config
+
+    dc = decide_config(config)
+    res = run_cases(n, seed, "calib", model, config)
+    # A lesion case counts as positive evidence only when the finding is on the lesion; a
+    # score from elsewhere must not lower the threshold needed to find the lesion itself.
+    scores = [r.score if (not r.lesion or r.hit) else 0.0 for r in res]
+    cal = fit_calibration(scores, [int(r.lesion) for r in res], dc.target_sensitivity, dc.delta,
+                          dc.threshold_method)
+    cal.save(model.weights_dir / "calibration.json")
+    return cal

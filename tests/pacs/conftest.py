@@ -141,6 +141,50 @@ def serve_factory(tmp_path: Path):
         sp.stop(signal.SIGKILL if sp.proc and sp.proc.poll() is None else signal.SIGTERM)
 
 
+class WatchProcess(ServeProcess):
+    """`screener watch --orthanc URL` as a subprocess with a generated config."""
+
+    def __init__(self, work: Path, orthanc_url: str, overrides: dict[str, Any] | None = None,
+                 real_pipeline: bool = False, env: dict[str, str] | None = None) -> None:
+        super().__init__(work, None, real_pipeline, env)
+        self.orthanc_url = orthanc_url
+        serve = yaml.safe_load(self.config.read_text())["serve"]
+        watch = {k: serve[k] for k in ("spool_dir", "results_dir", "state_file", "send_retry_s")
+                 if k in serve}
+        if "pipeline" in serve:
+            watch["pipeline"] = serve["pipeline"]
+        watch.update({"poll_interval_s": 0.5, "start_from": "beginning"})
+        watch.update(overrides or {})
+        self.config.write_text(yaml.safe_dump({"watch": watch}))
+
+    def start(self, wait: bool = True) -> WatchProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "screener", "watch", "--orthanc", self.orthanc_url,
+             "--config", str(self.config), "-vv", "--log-file", str(self.log)],
+            cwd=self.work, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if wait:
+            deadline = time.monotonic() + 60
+            while "screening process ready" not in self.log_text():
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("watch did not start: " + self.log_text()[-2000:])
+                time.sleep(0.2)
+        return self
+
+
+@pytest.fixture
+def watch_factory(tmp_path: Path):
+    procs: list[WatchProcess] = []
+
+    def factory(orthanc_url: str, **kwargs: Any) -> WatchProcess:
+        wp = WatchProcess(tmp_path / f"watch{len(procs)}", orthanc_url, **kwargs)
+        procs.append(wp)
+        return wp
+
+    yield factory
+    for wp in procs:
+        wp.stop()
+
+
 class OrthancProcess:
     """Debian's Orthanc with its own config, ports and storage under `work`."""
 

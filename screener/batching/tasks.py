@@ -86,15 +86,6 @@ def is_manifest(path: str | Path) -> bool:
     return p.is_file() and p.suffix.lower() == ".csv"
 
 
-def _nifti_study_folders(root: Path) -> list[Path] | None:
-    """Folders under `root` that directly hold NIfTI files, when root holds no DICOM-looking
-    loose files itself; None when `root` is not a tree of NIfTI study folders."""
-    if not root.is_dir():
-        return None
-    folders = sorted({f.parent for pat in ("*.nii", "*.nii.gz") for f in root.rglob(pat)})
-    return folders or None
-
-
 def collect_tasks(
     roots: Sequence[str | Path],
     config: dict[str, Any],
@@ -122,13 +113,9 @@ def collect_tasks(
             for row in read_manifest(root):
                 tasks.append(_task_for_row(row, config, find_studies, dir_name))
         else:
-            folders = _nifti_study_folders(Path(root))
-            if folders:
-                # Each folder holding NIfTI files directly is one study (BraTS/BIDS style).
-                for folder in folders:
-                    tasks.extend(_tasks_for(find_studies([folder], config), dir_name, problems))
-            else:
-                plain.append(Path(root))
+            # DICOM trees and NIfTI study folders: discovery groups NIfTI files by folder
+            # (one folder = one study, BraTS/BIDS style) and DICOM by StudyInstanceUID.
+            plain.append(Path(root))
     if plain:
         tasks.extend(_tasks_for(find_studies(plain, config), dir_name, problems))
     return _dedupe(tasks), problems

@@ -29,7 +29,7 @@ DECISIONS = ("negative", "flagged", "indeterminate")
 
 _MODELS: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
-_STATS = {"model_loads": 0}
+_LOADS: dict[tuple[str, str, str], int] = {}
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def get_model(settings: WorkerSettings) -> Any:
         if key not in _MODELS:
             loader = resolve(settings.model_loader)
             _MODELS[key] = loader(settings.config, settings.device)
-            _STATS["model_loads"] += 1
+            _LOADS[key] = _LOADS.get(key, 0) + 1
             if "torch" in sys.modules:
                 sys.modules["torch"].set_num_threads(max(1, settings.threads_per_worker))
         return _MODELS[key]
@@ -109,9 +109,11 @@ def error_record(stage: str, exc: BaseException, scrub: tuple[str, ...] = ()) ->
             "where": _where(exc)}
 
 
-def _worker_info(t0: float) -> dict[str, Any]:
+def _worker_info(t0: float, settings: WorkerSettings) -> dict[str, Any]:
+    """Where the task ran and how often this process has loaded this model (1 = reused)."""
+    key = (settings.model_loader, settings.device, _config_digest(settings.config))
     return {"pid": os.getpid(), "host": socket.gethostname(),
-            "model_loads_in_process": _STATS["model_loads"], "seconds": round(time.time() - t0, 3)}
+            "model_loads_in_process": _LOADS.get(key, 0), "seconds": round(time.time() - t0, 3)}
 
 
 def run_task(task: BatchTask, settings: WorkerSettings) -> dict[str, Any]:
@@ -129,12 +131,12 @@ def run_task(task: BatchTask, settings: WorkerSettings) -> dict[str, Any]:
     scrub = (task.study.accession_number,) if task.study else ()
     if task.discovery_error is not None or task.study is None:
         return {"key": task.key, "status": "failed", "report": None,
-                "error": task.discovery_error, "worker": _worker_info(t0)}
+                "error": task.discovery_error, "worker": _worker_info(t0, settings)}
     if not settings.force:
         done = read_complete_report(final)
         if done is not None:
             return {"key": task.key, "status": "skipped", "report": done, "error": None,
-                    "worker": _worker_info(t0)}
+                    "worker": _worker_info(t0, settings)}
     stage = "load_model"
     staging = outdir / ".staging" / f"{task.key}-{uuid.uuid4().hex[:8]}"
     try:
@@ -153,7 +155,7 @@ def run_task(task: BatchTask, settings: WorkerSettings) -> dict[str, Any]:
         publish_dir(produced[0], final, outdir / ".trash")
         (outdir / "errors" / f"{task.key}.json").unlink(missing_ok=True)
         return {"key": task.key, "status": "done", "report": report, "error": None,
-                "worker": _worker_info(t0)}
+                "worker": _worker_info(t0, settings)}
     except Exception as exc:  # noqa: BLE001 - one failing study never stops the batch
         err = error_record(stage, exc, scrub)
         try:
@@ -162,7 +164,7 @@ def run_task(task: BatchTask, settings: WorkerSettings) -> dict[str, Any]:
         except OSError:
             pass
         return {"key": task.key, "status": "failed", "report": None, "error": err,
-                "worker": _worker_info(t0)}
+                "worker": _worker_info(t0, settings)}
     finally:
         if staging.exists():
             import shutil

@@ -1,0 +1,94 @@
+"""Evaluation figures (matplotlib, Agg): ROC, sensitivity by lesion size, reliability diagram.
+
+Every figure draws the model beside the FLAIR-threshold baseline and states n in its title.
+Figures are rendered in memory and written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from screener.batching.atomic import write_bytes_atomic
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def _figure() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(5.2, 4.2))
+
+
+def roc_plot(path: Path, curves: dict[str, tuple[Sequence[bool], Sequence[float]]],
+             aurocs: dict[str, float | None]) -> Path:
+    """ROC curves of each method from (truth, scores); methods with one class say so."""
+    from sklearn.metrics import roc_curve
+
+    fig, ax = _figure()
+    for name, (truth, scores) in curves.items():
+        if len(set(truth)) < 2:
+            ax.plot([], [], label=f"{name}: undefined (one class, n={len(truth)})")
+            continue
+        fpr, tpr, _ = roc_curve(list(truth), list(scores))
+        auc = aurocs.get(name)
+        ax.plot(fpr, tpr, drawstyle="steps-post", marker="o", ms=3,
+                label=f"{name}: AUROC {auc:.3f} (n={len(truth)})" if auc is not None else name)
+    ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02),
+           title="Study-level ROC (assessed studies)")
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def size_plot(path: Path, rows: dict[str, list[dict[str, Any]]]) -> Path:
+    """Lesion detection rate per size bin with Wilson 95 % intervals, one bar group per bin."""
+    import numpy as np
+
+    fig, ax = _figure()
+    names = list(rows)
+    first = rows[names[0]] if names else []
+    x = np.arange(len(first))
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        vals = [r["value"] if r["value"] is not None else 0.0 for r in rows[name]]
+        lo = [v - r["ci95"][0] if r["ci95"] else 0.0 for v, r in zip(vals, rows[name])]
+        hi = [r["ci95"][1] - v if r["ci95"] else 0.0 for v, r in zip(vals, rows[name])]
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, yerr=[lo, hi], capsize=3, label=name)
+    labels = [f"{r['lo']:g}-{r['hi']:g}\n(n={r['n']})" if r["hi"] < 999 else
+              f">={r['lo']:g}\n(n={r['n']})" for r in first]
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set(xlabel="lesion equivalent diameter (mm)", ylabel="detection rate", ylim=(0, 1.05),
+           title="Lesion-level detection by size")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def calibration_plot(path: Path, bins: list[dict[str, Any]], ece: float | None, n: int) -> Path:
+    """Reliability diagram: observed accuracy against mean confidence per bin."""
+    fig, ax = _figure()
+    centres = [(b["lo"] + b["hi"]) / 2 for b in bins]
+    acc = [b["accuracy"] if b["n"] else 0.0 for b in bins]
+    ax.bar(centres, acc, width=bins[0]["hi"] - bins[0]["lo"] if bins else 0.1, alpha=0.6,
+           edgecolor="k", label="observed accuracy")
+    for b, c in zip(bins, centres):
+        if b["n"]:
+            ax.text(c, 0.02, str(b["n"]), ha="center", fontsize=7)
+    ax.plot([0, 1], [0, 1], ls=":", c="grey", label="perfect calibration")
+    ece_text = f"{ece:.3f}" if ece is not None else "n/a"
+    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.05),
+           title=f"Calibration of confidence (n={n}, ECE {ece_text})")
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from screener.config import load_config, section
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -55,3 +59,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write(path, lambda p: p.write_bytes(text.encode("utf-8")))
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The ``report:`` section (values in configs/default.yaml)."""
+
+    overlay_max_slices: int
+    overlay_dpi: int
+    overlay_prob_min: float
+    sr_series_number: int
+    seg_series_number: int
+    series_description: str
+    manufacturer: str
+
+
+def report_config(cfg: ReportConfig | Mapping[str, Any] | None = None) -> ReportConfig:
+    """The report settings from a whole config mapping (default: configs/default.yaml)."""
+    if isinstance(cfg, ReportConfig):
+        return cfg
+    return section(dict(cfg) if cfg is not None else load_config(), "report", ReportConfig)

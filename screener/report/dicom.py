@@ -1,0 +1,189 @@
+"""DICOM outputs: a Comprehensive 3D SR (TID 1500) of the result and a SEG of the findings.
+
+Both objects join the source study (same patient and StudyInstanceUID, new series), reference
+the source instances, and say in SeriesDescription that they are AI-generated and not for
+diagnosis. Built with highdicom, which validates them at construction.
+
+SR content (TID 1500 Imaging Measurement Report):
+- one image-level measurement group (TID 1501) "study screening": qualitative evaluation
+  "Screening result" = Negative / Positive (flagged) / Indeterminate, the abnormality score
+  and the calibrated confidence as measurements, the analysed series as source images;
+- one group per finding: volume (ml), maximum diameter (mm), probability, signal
+  (hyperintense / hypointense / mixed), tracked as "finding N";
+- a "Qualitative Evaluations" container (TID 1500 row 12) with TEXT items: resolution limits
+  statement, reasons, disclaimer.
+
+SEG: binary, one segment "abnormal signal", on the source series' grid. Volume grid
+convention (screener.io.dicom_writer): voxel (i, j, k) lies in source file k, columns run
+along i and rows along j, so frame k is ``mask[:, :, k].T``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from screener import __version__
+from screener.report import ReportConfig, atomic_write, report_config
+
+if TYPE_CHECKING:
+    import pydicom
+
+SCHEME = "99SCREENER"  # private coding scheme for concepts DICOM does not define
+
+
+def _codes() -> dict[str, Any]:
+    from highdicom.sr import CodedConcept
+    from pydicom.sr.codedict import codes
+
+    return {
+        "result": CodedConcept("SCREEN-RESULT", SCHEME, "Screening result"),
+        "negative": CodedConcept("260385009", "SCT", "Negative"),
+        "flagged": CodedConcept("10828004", "SCT", "Positive"),
+        "indeterminate": CodedConcept("82334004", "SCT", "Indeterminate"),
+        "score": CodedConcept("ABN-SCORE", SCHEME, "Abnormality score"),
+        "confidence": CodedConcept("CONFIDENCE", SCHEME, "Calibrated confidence of result"),
+        "signal": CodedConcept("SIGNAL", SCHEME, "Signal relative to surrounding brain"),
+        "hyperintense": CodedConcept("HYPER", SCHEME, "Hyperintense"),
+        "hypointense": CodedConcept("HYPO", SCHEME, "Hypointense"),
+        "mixed": CodedConcept("MIXED", SCHEME, "Mixed signal"),
+        "unit_one": CodedConcept("1", "UCUM", "no units"),
+        "ml": CodedConcept("ml", "UCUM", "milliliter"),
+        "mm": CodedConcept("mm", "UCUM", "millimeter"),
+        "volume": codes.SCT.Volume,
+        "diameter": codes.SCT.Diameter,
+        "probability": codes.DCM.Probability,
+        "finding": codes.SCT.Lesion,
+        "procedure": codes.SCT.ImagingProcedure,
+    }
+
+
+def _algorithm() -> Any:
+    from highdicom.sr import AlgorithmIdentification
+
+    return AlgorithmIdentification(name="screener", version=__version__)
+
+
+def write_sr(report: Mapping[str, Any], source_datasets: Sequence[pydicom.Dataset],
+             path: str | Path, cfg: ReportConfig | Mapping[str, Any] | None = None) -> Path:
+    """Write the report as a Comprehensive 3D SR in the source study.
+
+    Args:
+        report: a validated report.json dict.
+        source_datasets: the analysed series' instances (headers suffice; pixel data unused).
+        path: output file (written atomically).
+        cfg: ReportConfig or a whole config mapping.
+    """
+    import highdicom as hd
+    from highdicom.sr import (ContainerContentItem, MeasurementReport,
+                              MeasurementsAndQualitativeEvaluations, ObservationContext,
+                              QualitativeEvaluation, SourceImageForMeasurementGroup,
+                              TextContentItem, TrackingIdentifier)
+    from highdicom.sr.enum import RelationshipTypeValues
+    from pydicom.sr.codedict import codes
+
+    c = report_config(cfg)
+    if not source_datasets:
+        raise ValueError("write_sr needs the source instances it reports on")
+    k = _codes()
+    uid = hd.UID
+    sources = [SourceImageForMeasurementGroup.from_source_image(ds) for ds in source_datasets]
+    study_measurements = [
+        hd.sr.Measurement(name=k["score"], value=float(report["abnormality_score"]),
+                          unit=k["unit_one"], algorithm_id=_algorithm())]
+    if report["confidence"] is not None:
+        study_measurements.append(hd.sr.Measurement(
+            name=k["confidence"], value=float(report["confidence"]), unit=k["unit_one"],
+            algorithm_id=_algorithm()))
+    groups = [MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=TrackingIdentifier(uid=uid(), identifier="study screening"),
+        algorithm_id=_algorithm(), measurements=study_measurements,
+        qualitative_evaluations=[QualitativeEvaluation(k["result"], k[report["decision"]])],
+        source_images=sources)]
+    for n, f in enumerate(report["findings"], start=1):
+        groups.append(MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=TrackingIdentifier(uid=uid(), identifier=f"finding {n}"),
+            finding_type=k["finding"], algorithm_id=_algorithm(),
+            measurements=[
+                hd.sr.Measurement(name=k["volume"], value=float(f["volume_ml"]), unit=k["ml"]),
+                hd.sr.Measurement(name=k["diameter"], value=float(f["max_diameter_mm"]), unit=k["mm"]),
+                hd.sr.Measurement(name=k["probability"], value=float(f["probability"]),
+                                  unit=k["unit_one"])],
+            qualitative_evaluations=[QualitativeEvaluation(k["signal"], k[f["signal"]])]))
+    observer = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=uid(), name="screener", manufacturer_name=c.manufacturer,
+        model_name=str(report["model"].get("name", "")))
+    context = ObservationContext(observer_device_context=hd.sr.ObserverContext(
+        observer_type=codes.cid270.Device, observer_identifying_attributes=observer))
+    content = MeasurementReport(observation_context=context, procedure_reported=k["procedure"],
+                                imaging_measurements=groups)
+    texts = ContainerContentItem(name=hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations"),
+                                 relationship_type=RelationshipTypeValues.CONTAINS)
+    texts.ContentSequence = hd.sr.ContentSequence([
+        TextContentItem(name=hd.sr.CodedConcept(name, SCHEME, meaning), value=value[:9000],
+                        relationship_type=RelationshipTypeValues.CONTAINS)
+        for name, meaning, value in [
+            ("RES-LIMITS", "Resolution limits", report["resolution_limits"]["statement"]),
+            *[("REASON", "Reason", r) for r in report["reasons"]],
+            ("DISCLAIMER", "Disclaimer", report["disclaimer"])]])
+    content[0].ContentSequence.append(texts)
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=list(source_datasets), content=content[0], series_instance_uid=uid(),
+        series_number=c.sr_series_number, sop_instance_uid=uid(), instance_number=1,
+        manufacturer=c.manufacturer, series_description=c.series_description[:64],
+        is_complete=True, is_final=False, is_verified=False)
+    return atomic_write(path, lambda p: sr.save_as(p, enforce_file_format=True))
+
+
+def write_seg(mask: npt.ArrayLike, source_datasets: Sequence[pydicom.Dataset],
+              path: str | Path, report: Mapping[str, Any] | None = None,
+              cfg: ReportConfig | Mapping[str, Any] | None = None) -> Path | None:
+    """Write the findings mask as a binary DICOM SEG on the source series' grid.
+
+    Args:
+        mask: (i, j, k) boolean/label volume on the source grid; nonzero = abnormal.
+        source_datasets: the source series' instances in slice order k (one per slice).
+        path: output file (written atomically).
+        report: optional report dict (model name for the algorithm identification).
+        cfg: ReportConfig or a whole config mapping.
+
+    Returns:
+        The path, or None when the mask is empty (a SEG without a segment is not written).
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    c = report_config(cfg)
+    m = np.asarray(mask) != 0
+    if m.ndim != 3 or m.shape[2] != len(source_datasets):
+        raise ValueError(f"mask {m.shape} needs one slice per source instance "
+                         f"({len(source_datasets)})")
+    first = source_datasets[0]
+    if (int(first.Rows), int(first.Columns)) != (m.shape[1], m.shape[0]):
+        raise ValueError(f"mask in-plane {m.shape[:2]} does not match Columns x Rows "
+                         f"{int(first.Columns)} x {int(first.Rows)}")
+    if not m.any():
+        return None
+    frames = np.ascontiguousarray(np.transpose(m, (2, 1, 0))).astype(np.uint8)  # k, rows=j, cols=i
+    name = str((report or {}).get("model", {}).get("name", "screener"))
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=name, version=__version__, family=codes.cid7162.ArtificialIntelligence)
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="abnormal signal",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Lesion,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm)
+    seg = hd.seg.Segmentation(
+        source_images=list(source_datasets), pixel_array=frames,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description], series_instance_uid=hd.UID(),
+        series_number=c.seg_series_number, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer=c.manufacturer, manufacturer_model_name="screener",
+        software_versions=__version__, device_serial_number="0",
+        series_description=c.series_description[:64])
+    return atomic_write(path, lambda p: seg.save_as(p, enforce_file_format=True))

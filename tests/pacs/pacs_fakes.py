@@ -4,7 +4,8 @@ They keep the real interfaces (`find_studies(inputs, config) -> .studies`, `scre
 outdir, *, config, model) -> report`, `study_dir_name(study)`) and record every call in
 OUTDIR/_fake_calls.log (one line per screening, fsynced) so tests can count screenings
 independently of the service's own bookkeeping. Behaviour is set by environment variables:
-FAKE_SCREEN_DELAY_S (seconds per study), FAKE_OUTPUTS=1 (write an SR and a "SEG" object).
+FAKE_SCREEN_DELAY_S (seconds per study), FAKE_OUTPUTS=1 (write an SR and a "SEG" object),
+FAKE_CRASH=1 (the process dies), FAKE_RAISE=1 (screen_study raises).
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ def _result_object(template: Path, path: Path, series_number: int, text: str) ->
 
 
 def screen_study(study: Study, outdir: Path, *, config: dict, model: Any = None) -> dict:
+    if os.environ.get("FAKE_CRASH") == "1":
+        os._exit(3)  # a decoder segfault, say
+    if os.environ.get("FAKE_RAISE") == "1":
+        raise RuntimeError("boom")
     delay = float(os.environ.get("FAKE_SCREEN_DELAY_S", "0") or 0)
     if delay:
         time.sleep(delay)

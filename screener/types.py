@@ -85,6 +85,8 @@ class SeriesInfo:
     # Volume order of the 2D images: (index into source_files, frame/tile index in that file),
     # slices fastest, then volumes. Lets load_series pick frames of a split multi-frame file.
     frames: list[tuple[int, int]] = field(default_factory=list)
+    # (RescaleSlope, RescaleIntercept) of each entry of `frames` (io applies them when loading).
+    rescale: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass

@@ -40,7 +40,8 @@ def _is_dicom_suffix(path: Path, cfg: IOConfig) -> bool:
     return path.suffix.lower() in {s.lower() for s in cfg.dicom_suffixes}
 
 
-def read_header(path: Path, cfg: IOConfig, order: int) -> FileHeader | None:
+def read_header(path: Path, cfg: IOConfig, order: int, seen: set[str] | None = None
+                ) -> FileHeader | None:
     """Header of one file; None when it is not DICOM (no DICM marker, not a DICOM suffix).
 
     Raises:
@@ -71,7 +72,11 @@ def read_header(path: Path, cfg: IOConfig, order: int) -> FileHeader | None:
             or str(ds.get("SOPClassUID", "")) == DICOMDIR_CLASS:
         return None  # a DICOMDIR found while walking: the files it lists are walked anyway
     try:
-        head = file_header(ds, path, cfg, order)
+        series_uid = str(ds.get("SeriesInstanceUID", ""))
+        first = seen is None or series_uid not in seen
+        head = file_header(ds, path, cfg, order, with_headers=first)
+        if seen is not None:
+            seen.add(series_uid)
     except InputError:
         raise
     except Exception as exc:
@@ -168,6 +173,7 @@ def find_studies(inputs: Sequence[str | Path], config: dict[str, Any] | IOConfig
     headers: list[FileHeader] = []
     nifti_files: list[Path] = []
     order = 0
+    seen: set[str] = set()
     try:
         for path in _expand(inputs, cfg, found.errors):
             if nifti.is_nifti(path):
@@ -175,7 +181,7 @@ def find_studies(inputs: Sequence[str | Path], config: dict[str, Any] | IOConfig
                 continue
             order += 1
             try:
-                head = read_header(path, cfg, order)
+                head = read_header(path, cfg, order, seen)
             except InputError as exc:
                 found.errors.append(FileError(str(path), str(exc), type(exc).__name__))
                 log.info("file %s: %s", short_hash(str(path)), type(exc).__name__)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from screener.errors import InputError, ResourceLimitError, SeriesReadError, UnreadableFileError
+from screener.io.rawpixels import pixel_dtype, read_raw
 from screener.io.records import file_header
 from screener.io.series import short_hash
 from screener.io.settings import IOConfig, io_config
@@ -86,7 +87,9 @@ def load_dicom(info: SeriesInfo, cfg: IOConfig) -> SeriesVolume:
     _refuse_if_irregular(info, cfg)
     shape = tuple(info.shape)
     n_slices = shape[2]
-    data = np.empty(shape, dtype=np.float32)
+    # Fortran order: each slice (i, j) is one contiguous block, the transpose of the stored
+    # (rows, columns) image, so slices are copied without strided writes (and NIfTI is F-order).
+    data = np.empty(shape, dtype=np.float32, order="F")
     wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for pos, (fi, frame) in enumerate(info.frames):
         wanted[fi].append((pos, frame))
@@ -94,21 +97,31 @@ def load_dicom(info: SeriesInfo, cfg: IOConfig) -> SeriesVolume:
         raise SeriesReadError(f"series {info.series_instance_uid}: {len(info.frames)} images for "
                               f"shape {shape}")
 
+    fmt = info.headers
+    mosaic = int(info.headers.get("mosaic_tiles", 0) or 0)
+    fast = len(info.rescale) == len(info.frames) and pixel_dtype(fmt) is not None
+
     def read_one(fi: int) -> None:
         path = info.source_files[fi]
-        pixels, rescale = _decode(path, cfg, info.sop_instance_uids[fi])
+        pixels = None
+        if fast:
+            raw = read_raw(path, fmt, int(fmt.get("NumberOfFrames", 1) or 1))
+            if raw is not None and mosaic:
+                raw = _tiles(raw[0], mosaic, shape[1], shape[0])
+            if raw is not None and raw.shape[1:] == (shape[1], shape[0]):
+                pixels = raw
+        if pixels is None:
+            pixels, per_image = _decode(path, cfg, info.sop_instance_uids[fi])
         for pos, frame in wanted[fi]:
             if frame >= pixels.shape[0]:
                 raise SeriesReadError(f"{path}: frame {frame + 1} missing from the pixel data")
-            slope, intercept = rescale[frame]
-            img = pixels[frame].T.astype(np.float32)
-            if slope != 1.0 or intercept != 0.0:
-                img = img * np.float32(slope) + np.float32(intercept)
+            slope, intercept = info.rescale[pos] if info.rescale else per_image[frame]
             k, t = pos % n_slices, pos // n_slices
-            if len(shape) == 4:
-                data[:, :, k, t] = img
-            else:
-                data[:, :, k] = img
+            dest = data[:, :, k, t] if len(shape) == 4 else data[:, :, k]
+            dest[...] = pixels[frame].T
+            if slope != 1.0 or intercept != 0.0:
+                dest *= np.float32(slope)
+                dest += np.float32(intercept)
 
     if cfg.read_workers > 1 and len(wanted) > 1:
         from concurrent.futures import ThreadPoolExecutor

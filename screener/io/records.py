@@ -128,6 +128,10 @@ SERIES_HEADER_KEYWORDS = (
 )
 
 
+PIXEL_FORMAT_KEYWORDS = ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated",
+                         "BitsStored", "PixelRepresentation")
+
+
 def series_headers(ds: Any) -> dict[str, Any]:
     """Headers later stages need, as plain JSON-able values (no patient identifiers)."""
     out: dict[str, Any] = {}
@@ -144,6 +148,10 @@ def series_headers(ds: Any) -> dict[str, Any]:
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if ts:
         out["TransferSyntaxUID"] = str(ts)
+    for kw in PIXEL_FORMAT_KEYWORDS:
+        value = _int(ds.get(kw))
+        if value is not None:
+            out[kw] = value
     return out
 
 
@@ -277,7 +285,8 @@ def enhanced_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameRec
     return out
 
 
-def file_header(ds: Any, path: Path, limits: Any, file_order: int = 0) -> FileHeader:
+def file_header(ds: Any, path: Path, limits: Any, file_order: int = 0,
+                with_headers: bool = True) -> FileHeader:
     """Frame records and series headers of one parsed (header-only) DICOM dataset.
 
     Raises:
@@ -304,6 +313,8 @@ def file_header(ds: Any, path: Path, limits: Any, file_order: int = 0) -> FileHe
     except UnreadableFileError as exc:
         msg = str(exc)
         raise UnreadableFileError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+    if not with_headers:  # another file of this series already gave the series headers
+        return FileHeader(path=path, records=records)
     headers = series_headers(ds)
     if not headers.get("ImageType") and records and records[0].image_type:
         headers["ImageType"] = list(records[0].image_type)

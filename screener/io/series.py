@@ -85,12 +85,14 @@ def _series_info(study_uid: str, series_uid: str, frames: list[FrameRecord], gri
     file_index: dict[Any, int] = {}
     sops: list[str] = []
     refs: list[tuple[int, int]] = []
+    rescale: list[tuple[float, float]] = []
     for r in grid.frames:
         if r.path not in file_index:
             file_index[r.path] = len(files)
             files.append(r.path)
             sops.append(r.sop_instance_uid)
         refs.append((file_index[r.path], r.frame))
+        rescale.append((r.slope, r.intercept))
     ref = grid.frames[0]
     headers = dict(head.headers)
     if ref.echo_time is not None:
@@ -107,6 +109,7 @@ def _series_info(study_uid: str, series_uid: str, frames: list[FrameRecord], gri
         warnings.append(f"rescale: RescaleSlope/RescaleIntercept differ between images "
                         f"({len(slopes)} pairs), applied per image")
     if ref.mosaic:
+        headers["mosaic_tiles"] = ref.mosaic
         warnings.append(f"mosaic: Siemens mosaic of {ref.mosaic} tiles unpacked into slices")
     uid = series_uid
     if n_parts > 1:
@@ -128,7 +131,8 @@ def _series_info(study_uid: str, series_uid: str, frames: list[FrameRecord], gri
         sop_instance_uids=sops, voxel_mm=grid.voxel_mm, slice_thickness_mm=thickness,
         slice_gap_mm=gap, orientation=orientation_code(grid.affine) if grid.affine is not None else "",
         split_key=split_key, warnings=warnings, headers=headers, shape=shape,
-        affine=grid.affine.tolist() if grid.affine is not None else None, frames=refs)
+        affine=grid.affine.tolist() if grid.affine is not None else None, frames=refs,
+        rescale=rescale)
     info.headers["loadable"] = grid.loadable
     info.headers["n_files"] = len(files)
     return info
@@ -143,7 +147,10 @@ def _too_big(info: SeriesInfo, cfg: IOConfig) -> None:
 
 def group_studies(headers: list[FileHeader], cfg: IOConfig) -> list[Study]:
     """Studies with their series (split where mixed), sorted by SeriesNumber."""
-    head_of: dict[Any, FileHeader] = {h.path: h for h in headers}
+    head_of: dict[str, FileHeader] = {}  # series UID -> the file that gave the series headers
+    for h in headers:
+        if h.headers and h.records:
+            head_of.setdefault(h.records[0].series_instance_uid, h)
     by_series: dict[tuple[str, str], list[FrameRecord]] = defaultdict(list)
     dup_warn: dict[tuple[str, str], int] = defaultdict(int)
     seen: set[tuple[str, int]] = set()
@@ -174,7 +181,7 @@ def group_studies(headers: list[FileHeader], cfg: IOConfig) -> list[Study]:
                 pieces.append((lab, s))
         for label, part in pieces:
             grid = build_grid(part, cfg)
-            info = _series_info(study_uid, series_uid, part, grid, head_of[part[0].path], label,
+            info = _series_info(study_uid, series_uid, part, grid, head_of.get(series_uid) or FileHeader(part[0].path, []), label,
                                 len(pieces))
             if dup_warn.get((study_uid, series_uid)):
                 info.warnings.append(f"duplicate_positions: {dup_warn[(study_uid, series_uid)]} "

@@ -101,3 +101,91 @@ def fake_config(base: dict | None = None) -> dict:
                         study_dir_name="test_batch_fakes:study_dir_name",
                         discover_function="test_batch_fakes:find_studies", progress=False)
     return cfg
+
+
+# ---- DICOM studies for the dask and kill tests --------------------------------------------
+
+PATIENT_NAME = "Secret^Patient"
+
+
+def make_dicom_study(root: Path, name: str, *, bright: bool, corrupt: str | None = None,
+                     shape: tuple[int, int, int] = (24, 24, 16), seed: int = 0,
+                     head: Any = None) -> Path:
+    """Write one single-series DICOM study into root/name.
+
+    bright: a block of high signal (the toy screen flags it). corrupt: None | "truncated"
+    (one slice's pixel data cut short) | "missing" (3 middle slices deleted) | "garbage" (every
+    file's pixel data overwritten by a non-image byte pattern of the wrong length).
+    head: optional (data, affine) of a realistic head (used instead of the toy block volume).
+    """
+    import numpy as np
+    import pydicom
+
+    from screener.io.dicom_writer import StudyIdentity, write_mr_series
+
+    rng = np.random.default_rng(seed)
+    if head is not None:
+        data, affine = head
+    else:
+        data = rng.uniform(100, 200, shape).astype(np.float32)
+        if bright:
+            data[8:14, 8:14, 5:10] = 900.0
+        affine = np.diag([2.0, 2.0, 4.0, 1.0])
+    ident = StudyIdentity(patient_name=PATIENT_NAME, patient_id=f"PID-{name}",
+                          accession_number=SECRET_ACCESSION)
+    out = root / name
+    paths = write_mr_series(data, affine, out, identity=ident, contrast="FLAIR")
+    if corrupt == "truncated":
+        p = paths[len(paths) // 2]
+        raw = p.read_bytes()
+        p.write_bytes(raw[: len(raw) - 300])
+    elif corrupt == "missing":
+        for p in paths[len(paths) // 2 - 1: len(paths) // 2 + 2]:
+            p.unlink()
+    elif corrupt == "garbage":
+        for p in paths:
+            ds = pydicom.dcmread(p)
+            ds.PixelData = b"\xde\xad" * 7
+            ds.save_as(p)
+    return out
+
+
+def toy_screen(study: Study, outdir: Path, *, config: dict, model: Any = None) -> dict:
+    """A stand-in screen over real io: indeterminate when a series cannot be read or carries
+    a blocking geometry warning; else flagged when the brightest voxel exceeds 500."""
+    from screener.errors import InputError
+    from screener.io import load_series
+    from screener.pipeline import study_dir_name as real_dir_name
+
+    delay = float(os.environ.get("FAKE_SCREEN_DELAY", "0"))
+    time.sleep(delay)
+    reasons, peak = [], 0.0
+    for s in study.series:
+        if s.warnings:
+            reasons.append(f"geometry: {s.warnings[0].split(':')[0]}")
+            continue
+        try:
+            peak = max(peak, float(load_series(s, config).data.max()))
+        except InputError as exc:
+            reasons.append(f"unreadable: {type(exc).__name__}")
+    decision = "indeterminate" if reasons else ("flagged" if peak > 500 else "negative")
+    out = Path(outdir) / real_dir_name(study)
+    out.mkdir(parents=True)
+    report = {"schema_version": "1", "decision": decision,
+              "abnormality_score": None if reasons else min(1.0, peak / 1000),
+              "confidence": 0.9, "reasons": reasons, "findings": [],
+              "study": {"study_instance_uid": study.study_instance_uid,
+                        "accession_number": study.accession_number},
+              "outputs": {}}
+    (out / "report.json").write_text(json.dumps(report))
+    return report
+
+
+def toy_config() -> dict:
+    """Real discovery and dir names, toy screen."""
+    from screener.config import load_config
+
+    cfg = load_config()
+    cfg["batch"] = dict(cfg["batch"], screen_function="test_batch_fakes:toy_screen",
+                        model_loader="test_batch_fakes:load_model", progress=False)
+    return cfg

@@ -108,7 +108,17 @@ def render_html(report: Mapping[str, Any], overlay_png: bytes | None = None) -> 
     return "\n".join(parts)
 
 
-def write_html(report: Mapping[str, Any], path: str | Path,
+def write_html(report: Mapping[str, Any], folder: str | Path, path: str | Path | None = None,
                overlay_png: bytes | None = None) -> Path:
-    """render_html() written atomically to ``path``."""
-    return atomic_write_text(path, render_html(report, overlay_png))
+    """render_html() written atomically to ``path`` (default ``folder/report.html``).
+
+    The overlay is embedded from ``overlay_png`` or, when None, from the file named by
+    ``report["outputs"]["overlay"]`` inside ``folder`` (if it exists).
+    """
+    folder = Path(folder)
+    if overlay_png is None:
+        name = (report.get("outputs") or {}).get("overlay")
+        if name and (folder / name).is_file():
+            overlay_png = (folder / name).read_bytes()
+    return atomic_write_text(path if path is not None else folder / "report.html",
+                             render_html(report, overlay_png))

@@ -220,7 +220,10 @@ def validate_report(report: Mapping[str, Any]) -> None:
     _vec3("resolution_limits.voxel_mm", lim["voxel_mm"], optional=True)
     if decision == Decision.NEGATIVE.value and lim["min_detectable_diameter_mm"] is None:
         raise ReportError("a negative decision needs a resolution claim")
-    _fields("model", report["model"], {"name": str, "version": str, "weights_sha256": OPT_STR})
+    # Null model fields are allowed: a study refused before any model ran has no model.
+    _fields("model", report["model"], {"name": OPT_STR, "version": OPT_STR, "weights_sha256": OPT_STR})
+    if decision != Decision.INDETERMINATE.value and not report["model"]["name"]:
+        raise ReportError(f"a {decision} decision needs the model that made it")
     _fields("timing_s", report["timing_s"], {k: NUM for k in
                                              ("read", "preprocess", "infer", "report", "total")})
     _fields("outputs", report["outputs"], {k: OPT_STR for k in

@@ -33,15 +33,37 @@ def to_ras(arrays: Sequence[npt.ArrayLike], affine: npt.ArrayLike
     return out, new_aff
 
 
+def findings_from_labels(labels: np.ndarray, prob: np.ndarray, affine: np.ndarray
+                         ) -> list[dict[str, Any]]:
+    """Minimal finding dicts (centroid, volume, probability) from a label volume, largest first."""
+    from scipy import ndimage
+
+    ids = [int(v) for v in np.unique(labels) if v != 0]
+    if not ids:
+        return []
+    voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
+    counts = ndimage.sum_labels(np.ones(labels.shape), labels, ids)
+    peaks = ndimage.maximum(prob, labels, ids)
+    centres = ndimage.center_of_mass(np.ones(labels.shape), labels, ids)
+    out = [{"centroid_ras_mm": list(affine[:3, :3] @ np.asarray(c) + affine[:3, 3]),
+            "volume_ml": float(n) * voxel_ml, "max_diameter_mm": None, "probability": float(p)}
+           for c, n, p in zip(centres, counts, peaks)]
+    return sorted(out, key=lambda f: -f["volume_ml"])
+
+
+def _caption(n: int, f: Mapping[str, Any]) -> str:
+    size = f" {f['max_diameter_mm']:.0f} mm," if f.get("max_diameter_mm") is not None else ""
+    return f"finding {n}: {f['volume_ml']:.2f} ml,{size} p={f['probability']:.2f}"
+
+
 def _key_slices(findings: Sequence[Mapping[str, Any]], inv_aff: np.ndarray, brain: np.ndarray,
                 n_slices: int, max_slices: int) -> list[tuple[int, str]]:
     chosen: list[tuple[int, str]] = []
     for n, f in enumerate(findings, start=1):
         ijk = inv_aff[:3, :3] @ np.asarray(f["centroid_ras_mm"], float) + inv_aff[:3, 3]
         z = int(np.clip(round(float(ijk[2])), 0, n_slices - 1))
-        if all(abs(z - c) > 0 for c, _ in chosen):
-            chosen.append((z, f"finding {n}: {f['volume_ml']:.2f} ml, {f['max_diameter_mm']:.0f} mm, "
-                              f"p={f['probability']:.2f}"))
+        if all(z != c for c, _ in chosen):
+            chosen.append((z, _caption(n, f)))
         if len(chosen) >= max_slices:
             return chosen
     if chosen:
@@ -57,10 +79,11 @@ def render_overlay(
     affine: npt.ArrayLike,
     lesion_prob: npt.ArrayLike | None = None,
     labels: npt.ArrayLike | None = None,
-    findings: Sequence[Mapping[str, Any]] = (),
+    cfg: ReportConfig | Mapping[str, Any] | None = None,
+    *,
+    findings: Sequence[Mapping[str, Any]] | None = None,
     brain_mask: npt.ArrayLike | None = None,
     title: str = "",
-    cfg: ReportConfig | Mapping[str, Any] | None = None,
 ) -> bytes:
     """The overlay as PNG bytes.
 
@@ -70,10 +93,12 @@ def render_overlay(
         lesion_prob: abnormality probabilities on the same grid (drawn where >= the
             configured minimum), or None.
         labels: finding label volume (nonzero voxels are outlined), or None.
-        findings: report.json findings (dicts with centroid_ras_mm, volume_ml ...).
-        brain_mask: used to place slices and window intensities when there is no finding.
-        title: figure title (e.g. the decision).
         cfg: ReportConfig or a whole config mapping.
+        findings: report.json findings (dicts with centroid_ras_mm, volume_ml, max_diameter_mm,
+            probability), strongest first; None: derived from ``labels``, largest first.
+        brain_mask: places slices and windows intensities when there is no finding
+            (default: voxels above the median intensity).
+        title: figure title (e.g. the decision).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -83,6 +108,8 @@ def render_overlay(
     prob = np.zeros_like(img) if lesion_prob is None else np.asarray(lesion_prob, np.float32)
     lab = np.zeros(img.shape, np.int32) if labels is None else np.asarray(labels)
     brain = (img > np.percentile(img, 50)) if brain_mask is None else np.asarray(brain_mask, bool)
+    if findings is None:
+        findings = findings_from_labels(lab, prob, np.asarray(affine, dtype=np.float64))
     (img, prob, lab, brain), aff = to_ras([img, prob, lab, brain], affine)
     spacing = np.linalg.norm(aff[:3, :3], axis=0)
     inv = np.linalg.inv(aff)
@@ -126,6 +153,14 @@ def render_overlay(
     return buf.getvalue()
 
 
-def write_overlay(path: str | Path, *args: Any, **kwargs: Any) -> Path:
-    """render_overlay() written atomically to ``path`` (same arguments)."""
-    return atomic_write_bytes(path, render_overlay(*args, **kwargs))
+def write_overlay(
+    image: npt.ArrayLike,
+    affine: npt.ArrayLike,
+    lesion_prob: npt.ArrayLike | None,
+    labels: npt.ArrayLike | None,
+    path: str | Path,
+    cfg: ReportConfig | Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Path:
+    """render_overlay() written atomically to ``path`` (keywords as for render_overlay)."""
+    return atomic_write_bytes(path, render_overlay(image, affine, lesion_prob, labels, cfg, **kwargs))

@@ -58,6 +58,7 @@ class Prediction:
     learned_prob: np.ndarray  # the network's lesion channel alone
     outlier_z: np.ndarray  # signed tissue-conditional z-score
     tissue: np.ndarray  # argmax tissue class (uint8), anatomy.Tissue
+    timing_s: dict[str, float] = field(default_factory=dict)  # preprocess, infer
 
 
 def choose_device(preference: str = "auto") -> str:
@@ -132,11 +133,15 @@ def predict(volume: SeriesVolume, model: LoadedModel) -> Prediction:
     from screener.model.outlier import outlier_z
     from screener.preprocess import normalize_intensity
 
+    import time
+
+    t0 = time.perf_counter()
     data = volume.data if volume.data.ndim == 3 else volume.data[..., 0]
     cfg = model.config
     grid_aff, grid_shape = working_grid(data.shape, volume.affine, model.voxel_mm, 16)
     work = resample(data[None], volume.affine, grid_aff, grid_shape)
     x = normalize_intensity(torch.from_numpy(work))
+    t1 = time.perf_counter()
     with torch.no_grad():
         inp = x[None].to(model.device)
         roi = tuple(min(r, s) for r, s in zip(cfg.roi_size, grid_shape))
@@ -159,4 +164,5 @@ def predict(volume: SeriesVolume, model: LoadedModel) -> Prediction:
     tissue_native = resample(tissue[None], grid_aff, volume.affine, data.shape, mode="nearest")[0]
     return Prediction(brain_prob=np.clip(back[0], 0, 1), lesion_prob=np.clip(back[1], 0, 1),
                       learned_prob=np.clip(back[2], 0, 1), outlier_z=back[3],
-                      tissue=tissue_native.astype(np.uint8))
+                      tissue=tissue_native.astype(np.uint8),
+                      timing_s={"preprocess": t1 - t0, "infer": time.perf_counter() - t1})

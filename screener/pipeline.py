@@ -68,7 +68,7 @@ def _primary_key(r: SeriesResult) -> tuple[int, float]:
     return rank, float(np.prod(r.info.voxel_mm))
 
 
-def _analyse(r: SeriesResult, model: Any, config: dict[str, Any]) -> None:
+def _analyse(r: SeriesResult, model: Any, config: dict[str, Any], timing: dict[str, float]) -> None:
     """Load, predict, QC on the brain mask, find findings; marks the series unused on failure."""
     from screener import qc
     from screener.decide import analyse_series, decide_config
@@ -76,6 +76,7 @@ def _analyse(r: SeriesResult, model: Any, config: dict[str, Any]) -> None:
     from screener.infer import predict
     from screener.io import load_series
 
+    t = time.perf_counter()
     try:
         vol = load_series(r.info, config)
     except InputError as exc:
@@ -84,7 +85,10 @@ def _analyse(r: SeriesResult, model: Any, config: dict[str, Any]) -> None:
     if vol.data.ndim != 3:
         r.used, r.why_not_used = False, ["multi_volume: 4D series are not assessed"]
         return
+    timing["read"] = timing.get("read", 0.0) + time.perf_counter() - t
     pred = predict(vol, model)
+    for key, value in pred.timing_s.items():
+        timing[key] = timing.get(key, 0.0) + value
     dc = decide_config(config)
     brain = pred.brain_prob >= dc.brain_threshold
     reasons = qc.brain_reasons(brain, vol.affine, config) + qc.noise_reasons(vol.data, brain, config)
@@ -109,7 +113,7 @@ def screen_study(study: Study, outdir: Path, *, config: dict[str, Any] | None = 
     Returns:
         The report dict, as written to report.json.
     """
-    from screener.report.build import write_study_outputs
+    from screener.outputs import write_study_outputs
 
     cfg = config if config is not None else load_config()
     t0 = time.perf_counter()
@@ -128,9 +132,7 @@ def screen_study(study: Study, outdir: Path, *, config: dict[str, Any] | None = 
             if model is None:
                 model = load_model(cfg, device)
             for r in sorted(candidates, key=_primary_key):
-                t = time.perf_counter()
-                _analyse(r, model, cfg)
-                timing["infer"] = timing.get("infer", 0.0) + time.perf_counter() - t
+                _analyse(r, model, cfg, timing)
             study_reasons = qc.study_reasons(study, [r.why_not_used for r in results], cfg)
         error = None
     except Exception as exc:  # fail closed: an unexpected failure is indeterminate, not lost
@@ -138,7 +140,6 @@ def screen_study(study: Study, outdir: Path, *, config: dict[str, Any] | None = 
                   type(exc).__name__, traceback.format_exc())
         error = f"internal_error: {type(exc).__name__} while screening; see the log"
         study_reasons = [error]
-    timing["read_and_analyse"] = time.perf_counter() - t0
     return write_study_outputs(study, results, study_reasons, outdir / study_dir_name(study),
                                config=cfg, model=model, timing=timing, t0=t0)
 

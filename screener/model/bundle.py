@@ -39,6 +39,7 @@ def write_json_atomic(obj: Any, path: Path) -> None:
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 

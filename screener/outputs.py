@@ -1,0 +1,128 @@
+"""Turns one study's analysis into its decision and output files.
+
+Writes into the study folder: anomaly_map.nii.gz (probabilities on the primary series' own grid
+and world space), sr.dcm and seg.dcm (DICOM input), overlay.png, report.html and, last,
+report.json. Each file is written to a temporary name and renamed, and report.json comes last,
+so a complete report.json means complete outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from screener.types import SeriesVolume, Study
+
+log = logging.getLogger(__name__)
+
+
+def _model_block(model: Any) -> dict[str, Any]:
+    if model is None:
+        return {"name": None, "version": None, "weights_sha256": None}
+    return {"name": model.name, "version": model.version, "weights_sha256": model.weights_sha256}
+
+
+def _calibration_and_benchmark(model: Any, config: dict[str, Any]) -> tuple[Any, Any]:
+    from screener.calibrate import Calibration
+    from screener.resolution import load_benchmark
+
+    if model is None:
+        return None, None
+    cal_path = model.weights_dir / "calibration.json"
+    bench_path = model.weights_dir / "benchmark.json"
+    cal = Calibration.load(cal_path) if cal_path.exists() else None
+    bench = load_benchmark(bench_path) if bench_path.exists() else None
+    return cal, bench
+
+
+def _source_datasets(volume: SeriesVolume) -> list[Any] | None:
+    """Headers of the source instances in slice order, when there is one file per slice."""
+    import pydicom
+
+    info = volume.info
+    if info.source != "dicom" or len(info.source_files) != volume.data.shape[2]:
+        return None
+    return [pydicom.dcmread(str(p), stop_before_pixels=True) for p in info.source_files]
+
+
+def write_study_outputs(study: Study, results: list[Any], study_reasons: list[str], folder: Path,
+                        *, config: dict[str, Any], model: Any, timing: dict[str, float],
+                        t0: float) -> dict[str, Any]:
+    """Decide the study and write every output; returns the report dict."""
+    from screener.decide import decide_config, decide_study
+    from screener.io import write_nifti
+    from screener.report.json import build_report, series_entry, write_report
+    from screener.resolution import best_limits, resolution_limits
+
+    t_report = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    dc = decide_config(config)
+    used = [r for r in results if r.used and r.analysis is not None]
+    cal, bench = _calibration_and_benchmark(model, config)
+    limits = [resolution_limits(r.info.voxel_mm, r.info.slice_thickness_mm, r.info.slice_gap_mm,
+                                bench, dc.min_size_sensitivity, dc.resolution_aggregate,
+                                dc.slice_tolerance_mm) for r in used]
+    decision = decide_study([r.analysis for r in used], study_reasons, cal, best_limits(limits))
+    primary = used[0] if used else None  # results were analysed in primary order
+    outputs: dict[str, str | None] = {"anomaly_map": None, "sr": None, "seg": None,
+                                      "overlay": None, "html": None}
+    if primary is not None:
+        vol = primary.volume
+        amap = SeriesVolume(data=primary.prediction.lesion_prob.astype(np.float32),
+                            affine=vol.affine, info=vol.info)
+        write_nifti(amap, folder / "anomaly_map.nii.gz")
+        outputs["anomaly_map"] = "anomaly_map.nii.gz"
+        try:
+            from screener.report.overlay import write_overlay
+
+            write_overlay(vol.data, vol.affine, primary.prediction.lesion_prob,
+                          primary.analysis.labels, folder / "overlay.png", config)
+            outputs["overlay"] = "overlay.png"
+        except Exception:  # a picture must never cost the decision; logged for the operator
+            log.exception("overlay not written")
+    series = [series_entry(r.info, r.used, r.why_not_used) for r in results]
+    study_block = {"study_instance_uid": study.study_instance_uid,
+                   "accession_number": study.accession_number or None,
+                   "source": study.source}
+    device = model.device if model is not None else "none"
+    timing_s = {k: round(timing.get(k, 0.0), 3) for k in ("read", "preprocess", "infer")}
+
+    def build(outs: dict[str, str | None]) -> dict[str, Any]:
+        timing_s["report"] = round(time.perf_counter() - t_report, 3)
+        timing_s["total"] = round(time.perf_counter() - t0, 3)
+        return build_report(study=study_block, decision=decision, series=series,
+                            resolution_limits=best_limits(limits), model=_model_block(model),
+                            device=device, timing_s=timing_s, outputs=outs,
+                            extra={"primary_series": primary.info.series_instance_uid
+                                   if primary is not None else None})
+
+    report = build(outputs)
+    if primary is not None:
+        sources = _source_datasets(primary.volume)
+        if sources is not None:
+            from screener.report.dicom import write_sr, write_seg
+
+            try:
+                if write_seg(primary.analysis.labels > 0, sources, folder / "seg.dcm", report,
+                             config) is not None:
+                    outputs["seg"] = "seg.dcm"
+                write_sr(report, sources, folder / "sr.dcm", config)
+                outputs["sr"] = "sr.dcm"
+            except Exception:  # the decision stands; the missing outputs are null in the report
+                log.exception("DICOM SR/SEG not written")
+    try:
+        from screener.report.html import write_html
+
+        outputs["html"] = "report.html"
+        report = build(outputs)
+        write_html(report, folder, folder / "report.html")
+    except Exception:
+        log.exception("report.html not written")
+        outputs["html"] = None
+    report = build(outputs)
+    write_report(report, folder / "report.json")
+    return report

@@ -15,7 +15,7 @@ from typing import Any
 
 from screener.errors import InputError, UnreadableFileError
 from screener.io import archive, nifti
-from screener.io.records import FileHeader, file_header
+from screener.io.records import FileHeader, RawHeader, file_header
 from screener.io.results import Discovery, FileError
 from screener.io.series import group_studies, short_hash
 from screener.io.settings import IOConfig, io_config
@@ -68,11 +68,11 @@ def read_header(path: Path, cfg: IOConfig, order: int, seen: set[str] | None = N
                                   f"({type(exc).__name__})") from None
     except Exception as exc:  # pydicom raises many types on garbage; never crash the batch
         raise UnreadableFileError(f"{path}: unreadable DICOM ({type(exc).__name__})") from None
-    if str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS \
-            or str(ds.get("SOPClassUID", "")) == DICOMDIR_CLASS:
+    raw = RawHeader(ds)
+    if raw.text("SOPClassUID") == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         return None  # a DICOMDIR found while walking: the files it lists are walked anyway
     try:
-        series_uid = str(ds.get("SeriesInstanceUID", ""))
+        series_uid = raw.text("SeriesInstanceUID")
         first = seen is None or series_uid not in seen
         head = file_header(ds, path, cfg, order, with_headers=first)
         if seen is not None:
@@ -81,7 +81,7 @@ def read_header(path: Path, cfg: IOConfig, order: int, seen: set[str] | None = N
         raise
     except Exception as exc:
         raise UnreadableFileError(f"{path}: malformed DICOM header ({type(exc).__name__})") from None
-    if "Philips" in str(ds.get("Manufacturer", "")) and _philips_scale(ds):
+    if "Philips" in raw.text("Manufacturer") and _philips_scale(ds):
         head.warnings.append("rescale: Philips private scale slope present; values are "
                              "RescaleSlope/Intercept display values, not Philips floating-point values")
     return head

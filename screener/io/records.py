@@ -99,6 +99,69 @@ def _vec(value: Any, n: int) -> tuple[float, ...] | None:
     return vals
 
 
+class RawHeader:
+    """Fast access to a header's plain values without pydicom's element conversion.
+
+    Reads the raw bytes of string-valued (DS, IS, CS, UI ...) and US elements directly: this is
+    most of the cost of discovery on large folders. Elements pydicom already converted are used as
+    they are.
+    """
+
+    def __init__(self, ds: Any) -> None:
+        self.ds = ds
+
+    def _elem(self, keyword: str) -> Any:
+        tag = _TAGS.get(keyword)
+        if tag is None:
+            from pydicom.datadict import tag_for_keyword
+
+            tag = _TAGS[keyword] = tag_for_keyword(keyword)
+        if tag not in self.ds:
+            return None
+        return self.ds.get_item(tag)
+
+    def strings(self, keyword: str) -> list[str]:
+        elem = self._elem(keyword)
+        if elem is None:
+            return []
+        value = elem.value
+        if isinstance(value, bytes):
+            text = value.decode("latin-1").strip(" \x00")
+            return [v.strip(" \x00") for v in text.split("\\")] if text else []
+        if value is None or value == "":
+            return []
+        return [str(v) for v in _multi(value)]
+
+    def text(self, keyword: str) -> str:
+        return "\\".join(self.strings(keyword))
+
+    def number(self, keyword: str) -> float | None:
+        vals = self.strings(keyword)
+        return _num(vals[0]) if vals else None
+
+    def numbers(self, keyword: str, n: int) -> tuple[float, ...] | None:
+        return _vec(self.strings(keyword), n)
+
+    def integer(self, keyword: str) -> int | None:
+        vals = self.strings(keyword)
+        return _int(vals[0]) if vals else None
+
+    def us(self, keyword: str) -> int | None:
+        elem = self._elem(keyword)
+        if elem is None:
+            return None
+        value = elem.value
+        if isinstance(value, bytes):
+            if len(value) < 2:
+                return None
+            return int.from_bytes(value[:2], "little" if getattr(elem, "is_little_endian", True)
+                                  else "big")
+        return _int(value)
+
+
+_TAGS: dict[str, int | None] = {}
+
+
 def _first(seq_parent: Any, keyword: str) -> Any:
     """First item of sequence `keyword` in `seq_parent`, or None."""
     if seq_parent is None:
@@ -157,12 +220,13 @@ def series_headers(ds: Any) -> dict[str, Any]:
 
 def _check_size(ds: Any, path: Path, limits: Any) -> None:
     """Refuse absurd declared sizes before any pixel is read or allocated."""
-    rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
+    raw = RawHeader(ds)
+    rows, cols = raw.us("Rows"), raw.us("Columns")
     if rows is None or cols is None:
         return
-    frames = _int(ds.get("NumberOfFrames")) or 1
-    samples = _int(ds.get("SamplesPerPixel")) or 1
-    bits = _int(ds.get("BitsAllocated")) or 16
+    frames = raw.integer("NumberOfFrames") or 1
+    samples = raw.us("SamplesPerPixel") or 1
+    bits = raw.us("BitsAllocated") or 16
     if rows <= 0 or cols <= 0 or frames <= 0:
         raise UnreadableFileError(f"{path}: impossible image size Rows={rows} Columns={cols} "
                                   f"NumberOfFrames={frames}")
@@ -207,21 +271,23 @@ def _mosaic_tiles(ds: Any) -> tuple[int, np.ndarray] | None:
 
 def classic_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameRecord]:
     """Records of a single-frame file (one, or one per tile for a Siemens mosaic)."""
+    raw = RawHeader(ds)
+    slope, intercept = raw.number("RescaleSlope"), raw.number("RescaleIntercept")
+    image_type = tuple(t.upper() for t in raw.strings("ImageType"))
     rec = FrameRecord(
-        path=path, frame=0, rows=_int(ds.get("Rows")) or 0, columns=_int(ds.get("Columns")) or 0,
-        iop=_vec(ds.get("ImageOrientationPatient"), 6),
-        ipp=_vec(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-        pixel_spacing=_vec(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
-        slice_thickness=_num(ds.get("SliceThickness")),
-        spacing_between_slices=_num(ds.get("SpacingBetweenSlices")),
-        echo_number=_int(_multi(ds.get("EchoNumbers"))[0]) if ds.get("EchoNumbers") else None,
-        echo_time=_num(ds.get("EchoTime")),
-        acquisition_number=_int(ds.get("AcquisitionNumber")),
-        temporal_index=_int(ds.get("TemporalPositionIdentifier")),
-        image_type=tuple(t.upper() for t in _multi(ds.get("ImageType"))),
-        slope=_num(ds.get("RescaleSlope")) or 1.0, intercept=_num(ds.get("RescaleIntercept")) or 0.0,
-        bvalue=_num(ds.get("DiffusionBValue")), **base)
-    mosaic = _mosaic_tiles(ds)
+        path=path, frame=0, rows=raw.us("Rows") or 0, columns=raw.us("Columns") or 0,
+        iop=raw.numbers("ImageOrientationPatient", 6),
+        ipp=raw.numbers("ImagePositionPatient", 3),  # type: ignore[arg-type]
+        pixel_spacing=raw.numbers("PixelSpacing", 2),  # type: ignore[arg-type]
+        slice_thickness=raw.number("SliceThickness"),
+        spacing_between_slices=raw.number("SpacingBetweenSlices"),
+        echo_number=raw.integer("EchoNumbers"), echo_time=raw.number("EchoTime"),
+        acquisition_number=raw.integer("AcquisitionNumber"),
+        temporal_index=raw.integer("TemporalPositionIdentifier"), image_type=image_type,
+        slope=slope if slope is not None else 1.0,
+        intercept=intercept if intercept is not None else 0.0,
+        bvalue=raw.number("DiffusionBValue"), **base)
+    mosaic = _mosaic_tiles(ds) if "MOSAIC" in image_type else None
     if mosaic is None:
         return [rec]
     n, normal = mosaic
@@ -294,19 +360,20 @@ def file_header(ds: Any, path: Path, limits: Any, file_order: int = 0,
         ResourceLimitError: declared sizes beyond the configured limits.
     """
     for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-        if not ds.get(kw):
+        if not RawHeader(ds).text(kw):
             raise UnreadableFileError(f"{path}: DICOM file without {kw}")
-    if "PixelData" not in ds and ds.get("Rows") is None:
+    if "PixelData" not in ds and RawHeader(ds).us("Rows") is None:
         raise UnreadableFileError(f"{path}: DICOM object without an image "
                                   f"(SOPClassUID {ds.get('SOPClassUID', '?')})")
     _check_size(ds, path, limits)
-    base = dict(sop_instance_uid=str(ds.SOPInstanceUID),
-                study_instance_uid=str(ds.StudyInstanceUID),
-                series_instance_uid=str(ds.SeriesInstanceUID),
-                series_number=_int(ds.get("SeriesNumber")),
-                instance_number=_int(ds.get("InstanceNumber")), file_order=file_order)
+    raw = RawHeader(ds)
+    base = dict(sop_instance_uid=raw.text("SOPInstanceUID"),
+                study_instance_uid=raw.text("StudyInstanceUID"),
+                series_instance_uid=raw.text("SeriesInstanceUID"),
+                series_number=raw.integer("SeriesNumber"),
+                instance_number=raw.integer("InstanceNumber"), file_order=file_order)
     try:
-        if str(ds.get("SOPClassUID", "")) == ENHANCED_MR or "PerFrameFunctionalGroupsSequence" in ds:
+        if raw.text("SOPClassUID") == ENHANCED_MR or "PerFrameFunctionalGroupsSequence" in ds:
             records = enhanced_records(ds, path, base)
         else:
             records = classic_records(ds, path, base)

@@ -5,7 +5,8 @@ MRI", 2021) showed that thresholding brain-masked, normalised FLAIR intensity ri
 anomaly detectors on hyperintense lesions. Here, fixed a priori (configs `evaluate.baseline`,
 never tuned on the cases it is scored on):
 
-1. brain mask: the model's brain mask when the screen wrote one, else `simple_brain_mask`;
+1. brain mask: the model's brain mask when the screen wrote one (outputs.brain_mask), else
+   `simple_brain_mask` (Otsu + 5 mm opening; padding-based on skull-stripped inputs);
 2. normalise: robust z = (I - median) / (1.4826 * MAD) over brain voxels;
 3. voxel abnormal: z > z_threshold inside the brain (z = 3 is the 99.87th percentile of the
    fitted normal-tissue distribution), components below min_component_ml dropped;
@@ -15,6 +16,7 @@ Studies without a series of the configured contrasts are `indeterminate` for the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,29 +51,44 @@ class BaselineResult:
     brain_mask_source: str = ""
 
 
-def simple_brain_mask(data: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.bool_]:
-    """A plain head/brain mask for when the model's brain mask is not available.
+def simple_brain_mask(data: npt.NDArray[np.floating[Any]],
+                      spacing_mm: Sequence[float] = (1.0, 1.0, 1.0),
+                      opening_mm: float = 5.0) -> npt.NDArray[np.bool_]:
+    """A plain brain mask for when the model's brain mask is not available.
 
-    Skull-stripped inputs (>= 20 % of voxels share one padding value) keep every voxel that
-    differs from the padding; otherwise an Otsu threshold of the lightly smoothed image. The
-    largest 26-connected component is kept and holes are filled. On images with skull this
-    includes scalp and skull marrow, so the baseline then also sees bright extracranial fat:
-    a known weakness of a threshold without skull stripping, left visible on purpose.
+    Skull-stripped inputs (>= 20 % of voxels share one padding value): every voxel that
+    differs from the padding. Otherwise: Otsu threshold of the lightly smoothed image, then a
+    morphological opening of radius `opening_mm` (distance transforms in mm, so anisotropic
+    voxels are handled) keeping the largest core, which cuts thin bridges between scalp and
+    brain; holes are filled. Fixed a priori, not fitted to any evaluation set. It still keeps
+    some scalp, orbit and skull-base tissue on images with skull, where bright fat then counts
+    against the baseline: a known weakness of a threshold without skull stripping.
     """
     from scipy import ndimage
     from skimage.filters import threshold_otsu
 
     d = np.nan_to_num(np.asarray(data, dtype=np.float32))
     values, counts = np.unique(d, return_counts=True)
-    mode = values[np.argmax(counts)]
     if counts.max() >= 0.2 * d.size:
-        fg = d != mode
-    else:
-        smooth = ndimage.gaussian_filter(d, 1.0)
-        fg = smooth > threshold_otsu(smooth)
-    labels, n = ndimage.label(fg, structure=np.ones((3, 3, 3), bool))
+        fg = d != values[np.argmax(counts)]
+        return _largest(fg) if fg.any() else fg
+    smooth = ndimage.gaussian_filter(d, 1.0)
+    fg = smooth > threshold_otsu(smooth)
+    sp = tuple(float(s) for s in spacing_mm)
+    core = _largest(ndimage.distance_transform_edt(fg, sampling=sp) > opening_mm)
+    if not core.any():
+        return _largest(fg)
+    back = (ndimage.distance_transform_edt(~core, sampling=sp) <= opening_mm) & fg
+    return ndimage.binary_fill_holes(back)
+
+
+def _largest(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Largest 26-connected component, holes filled."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     if n == 0:
-        return fg
+        return mask
     largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
     return ndimage.binary_fill_holes(labels == largest)
 
@@ -152,5 +169,6 @@ def run_baseline(study: Any, config: dict[str, Any], cfg: BaselineConfig,
                                  vol.affine, fill=False)
         source = "model"
     else:
-        brain, source = simple_brain_mask(data), "simple"
+        spacing = np.linalg.norm(np.asarray(vol.affine, float)[:3, :3], axis=0)
+        brain, source = simple_brain_mask(data, spacing), "simple"
     return threshold_map(data, vol.affine, brain, cfg, source)

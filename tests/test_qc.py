@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from screener.config import ConfigError, load_config
-from screener.qc import (QCConfig, brain_reasons, noise_reasons, qc_config, robust_snr,
-                         series_reasons, study_reasons)
+from screener.qc import (QCConfig, brain_reasons, contrast_to_noise, noise_reasons, noise_sigma,
+                         qc_config, series_reasons, study_reasons)
 from screener.types import SequenceClass, SeriesInfo, Study
 
 
@@ -146,20 +146,25 @@ def test_brain_cut_off_names_the_world_side():
     assert codes(r2) == ["brain_cut_off"] and "superior" in r2[0]
 
 
-def test_noise_reasons_trigger_on_low_snr_only():
+def test_noise_reasons_trigger_on_low_cnr_only():
     rng = np.random.default_rng(0)
     brain = ellipsoid((100, 120, 100), AFF2, [0, 0, 0], [70, 85, 60])
     core = ellipsoid((100, 120, 100), AFF2, [0, 0, 0], [45, 55, 40])
     clean = np.where(brain, 100.0, 0.0) + np.where(core, 40.0, 0.0)
     quiet = clean + rng.normal(0, 5, clean.shape)
     loud = clean + rng.normal(0, 40, clean.shape)
-    # Most of the brain is at 100 (the core is < 30 % of it): SNR = median / sigma = 100 / 5.
-    assert robust_snr(quiet, brain) == pytest.approx(100 / 5, rel=0.05)
-    # At sigma 40 the core (140) pulls the median of the noisy brain up to about 110.
-    assert robust_snr(loud, brain) == pytest.approx(110 / 40, rel=0.05)
+    assert noise_sigma(quiet, brain) == pytest.approx(5.0, rel=0.05)
+    assert noise_sigma(loud, brain) == pytest.approx(40.0, rel=0.05)
+    # Two tissue levels 40 apart: spread ~ 40 + 2 x 1.645 sigma-ish; quiet ~ 10, loud ~ 4.
+    assert contrast_to_noise(quiet, brain) > 8
+    assert contrast_to_noise(loud, brain) < 5
     assert noise_reasons(quiet, brain) == []
     r = noise_reasons(loud, brain)
     assert codes(r) == ["severe_noise"], r
+    # Offset and scale do not matter (z-scored data): same verdicts after (x - m) / s.
+    z_quiet = (quiet - quiet[brain].mean()) / quiet[brain].std()
+    assert contrast_to_noise(z_quiet, brain) == pytest.approx(contrast_to_noise(quiet, brain))
+    assert noise_reasons(z_quiet, brain) == []
     tiny = np.zeros_like(brain)
     tiny[50, 60, 50] = True
     assert codes(noise_reasons(clean, tiny)) == ["severe_noise"]

@@ -71,6 +71,8 @@ def read_header(path: Path, cfg: IOConfig, order: int, seen: set[str] | None = N
     raw = RawHeader(ds)
     if raw.text("SOPClassUID") == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         return None  # a DICOMDIR found while walking: the files it lists are walked anyway
+    if raw.us("Rows") is None and "FloatPixelData" not in ds:
+        return None  # valid DICOM without an image (SR, presentation state ...): skipped
     try:
         series_uid = raw.text("SeriesInstanceUID")
         first = seen is None or series_uid not in seen

@@ -195,6 +195,27 @@ PIXEL_FORMAT_KEYWORDS = ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel",
                          "BitsStored", "PixelRepresentation")
 
 
+def _enhanced_timing(ds: Any, out: dict[str, Any]) -> None:
+    """TR, TE, TI and contrast use of an enhanced MR file, from its functional groups."""
+    groups = [g for g in ((ds.get("PerFrameFunctionalGroupsSequence") or [None])[0],
+                          _first(ds, "SharedFunctionalGroupsSequence")) if g is not None]
+    found = {
+        "RepetitionTime": _group_value(groups, "MRTimingAndRelatedParametersSequence",
+                                       "RepetitionTime"),
+        "EchoTime": _group_value(groups, "MREchoSequence", "EffectiveEchoTime"),
+        "InversionTime": _group_value(groups, "MRModifierSequence", "InversionTimes"),
+    }
+    for kw, value in found.items():
+        if kw not in out and value is not None:
+            v = _num(_multi(value)[0]) if _multi(value) else None
+            if v is not None:
+                out[kw] = v
+    if "ContrastBolusAgent" not in out:
+        usage = _group_value(groups, "ContrastBolusUsageSequence", "ContrastBolusAgentAdministered")
+        if str(usage or "").upper() == "YES":
+            out["ContrastBolusAgent"] = "administered (ContrastBolusUsageSequence)"
+
+
 def series_headers(ds: Any) -> dict[str, Any]:
     """Headers later stages need, as plain JSON-able values (no patient identifiers)."""
     out: dict[str, Any] = {}
@@ -208,6 +229,8 @@ def series_headers(ds: Any) -> dict[str, Any]:
             out[kw] = value if not hasattr(value, "original_string") else _num(value)
         else:
             out[kw] = str(value)
+    if "SharedFunctionalGroupsSequence" in ds or "PerFrameFunctionalGroupsSequence" in ds:
+        _enhanced_timing(ds, out)
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if ts:
         out["TransferSyntaxUID"] = str(ts)

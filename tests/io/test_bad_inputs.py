@@ -300,3 +300,17 @@ def test_pixel_data_corrupted_after_discovery(tmp_path):
     files[1].write_bytes(files[1].read_bytes()[:-100])
     with pytest.raises((SeriesReadError,)):
         load_series(s)
+
+
+def test_non_image_dicom_is_skipped_not_an_error(tmp_path):
+    files = _series(tmp_path)
+    ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+    for kw in ("Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+               "SamplesPerPixel", "PhotometricInterpretation"):
+        delattr(ds, kw)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.22"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.Modality = "SR"
+    ds.save_as(tmp_path / "report.dcm")
+    found, s = _one_series(tmp_path)
+    assert found.skipped == 1 and found.errors == [] and len(s.source_files) == SHAPE[2]

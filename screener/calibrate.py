@@ -213,3 +213,12 @@ def fit_calibration(
         fnr_upper_bound=clopper_pearson_upper(misses, int(pos.size), delta),
         feasible=feasible, iso_x=[float(v) for v in bx], iso_y=[float(v) for v in shrunk],
     )
+
+
+def fit_calibration_from_config(scores: npt.ArrayLike, labels: npt.ArrayLike,
+                                cfg: Any = None) -> Calibration:
+    """fit_calibration() with target_sensitivity, delta and method from the ``decide:`` section."""
+    from screener.decide import decide_config
+
+    c = decide_config(cfg)
+    return fit_calibration(scores, labels, c.target_sensitivity, c.delta, c.threshold_method)

@@ -116,3 +116,15 @@ def test_invalid_calibration_cannot_exist():
         Calibration(threshold=0.5, target_sensitivity=0.98, delta=0.05, method="conformal",
                     n_abnormal=1, n_normal=1, misses=0, sensitivity=1.0, specificity=1.0,
                     fnr_upper_bound=0.9, feasible=True, iso_x=[0, 1], iso_y=[0.9, 0.1])
+
+
+def test_fit_from_config_uses_decide_section():
+    from screener.calibrate import fit_calibration_from_config
+    from screener.config import load_config
+
+    s, y, pos = _scores(99, 50)
+    cfg = load_config()
+    cfg["decide"] = dict(cfg["decide"], target_sensitivity=0.95, threshold_method="empirical")
+    cal = fit_calibration_from_config(s, y, cfg)
+    assert cal.method == "empirical" and cal.target_sensitivity == 0.95
+    assert cal.misses == 4  # floor(0.05 * 99) = 4

@@ -38,16 +38,16 @@ def findings_from_labels(labels: np.ndarray, prob: np.ndarray, affine: np.ndarra
     """Minimal finding dicts (centroid, volume, probability) from a label volume, largest first."""
     from scipy import ndimage
 
-    ids = [int(v) for v in np.unique(labels) if v != 0]
-    if not ids:
-        return []
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
-    counts = ndimage.sum_labels(np.ones(labels.shape), labels, ids)
-    peaks = ndimage.maximum(prob, labels, ids)
-    centres = ndimage.center_of_mass(np.ones(labels.shape), labels, ids)
-    out = [{"centroid_ras_mm": list(affine[:3, :3] @ np.asarray(c) + affine[:3, 3]),
-            "volume_ml": float(n) * voxel_ml, "max_diameter_mm": None, "probability": float(p)}
-           for c, n, p in zip(centres, counts, peaks)]
+    out = []
+    for lab, box in enumerate(ndimage.find_objects(labels.astype(np.int32, copy=False)), start=1):
+        if box is None:
+            continue
+        inside = labels[box] == lab
+        idx = np.argwhere(inside) + np.array([s.start for s in box])
+        out.append({"centroid_ras_mm": list(affine[:3, :3] @ idx.mean(0) + affine[:3, 3]),
+                    "volume_ml": len(idx) * voxel_ml, "max_diameter_mm": None,
+                    "probability": float(prob[box][inside].max())})
     return sorted(out, key=lambda f: -f["volume_ml"])
 
 
@@ -114,8 +114,10 @@ def render_overlay(
     spacing = np.linalg.norm(aff[:3, :3], axis=0)
     inv = np.linalg.inv(aff)
     slices = _key_slices(findings, inv, brain, img.shape[2], max(1, c.overlay_max_slices))
-    vals = img[brain] if brain.any() else img.ravel()
-    vmin, vmax = float(np.percentile(img, 1)), float(np.percentile(vals, 99.5))
+    # Window from a regular subsample (every 3rd voxel): percentiles of 10^7 voxels cost ~0.4 s.
+    sub = (slice(None, None, 3),) * 3
+    vals = img[sub][brain[sub]] if brain[sub].any() else img[sub].ravel()
+    vmin, vmax = float(np.percentile(img[sub], 1)), float(np.percentile(vals, 99.5))
     if vmax <= vmin:
         vmax = vmin + 1.0
 

@@ -23,6 +23,12 @@ from screener.io.settings import IOConfig, io_config
 log = logging.getLogger(__name__)
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+# SOP classes that hold no image (DICOM PS3.4): structured reports and key objects, presentation
+# states, waveforms, raw data, spectroscopy, encapsulated documents, RT plans and records.
+NON_IMAGE_CLASSES = ("1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.11.",
+                     "1.2.840.10008.5.1.4.1.1.9.", "1.2.840.10008.5.1.4.1.1.66",
+                     "1.2.840.10008.5.1.4.1.1.4.2", "1.2.840.10008.5.1.4.1.1.104.",
+                     "1.2.840.10008.5.1.4.1.1.481.")
 
 
 def _walk(root: Path, cfg: IOConfig) -> Iterator[Path]:
@@ -71,8 +77,8 @@ def read_header(path: Path, cfg: IOConfig, order: int, seen: set[str] | None = N
     raw = RawHeader(ds)
     if raw.text("SOPClassUID") == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         return None  # a DICOMDIR found while walking: the files it lists are walked anyway
-    if raw.us("Rows") is None and "FloatPixelData" not in ds:
-        return None  # valid DICOM without an image (SR, presentation state ...): skipped
+    if raw.us("Rows") is None and raw.text("SOPClassUID").startswith(NON_IMAGE_CLASSES):
+        return None  # a non-image object (SR, presentation state, PDF ...): skipped, not an error
     try:
         series_uid = raw.text("SeriesInstanceUID")
         first = seen is None or series_uid not in seen

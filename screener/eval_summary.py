@@ -41,7 +41,7 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
         "",
         "| figure | screener | FLAIR-threshold baseline |",
         "|---|---|---|",
-        f"| AUROC (assessed studies) | {_value_ci(ms['ranking']['auroc'], ms['ranking']['n'])} "
+        f"| AUROC (analysed studies) | {_value_ci(ms['ranking']['auroc'], ms['ranking']['n'])} "
         f"| {_value_ci(bs['ranking']['auroc'], bs['ranking']['n'])} |",
         f"| average precision | {_value_ci(ms['ranking']['average_precision'], ms['ranking']['n'])}"
         f" | {_value_ci(bs['ranking']['average_precision'], bs['ranking']['n'])} |",
@@ -90,9 +90,8 @@ def write_outputs(out: Path, metrics: dict[str, Any], cases: list[dict[str, Any]
     from screener.plots import calibration_plot, roc_plot, size_plot
 
     curves, aucs = {}, {}
-    for name, dkey, skey in (("screener", "decision", "abnormality_score"),
-                             ("FLAIR baseline", "baseline_decision", "baseline_score")):
-        sel = [c for c in cases if c["abnormal"] is not None and c[dkey] in ("negative", "flagged")
+    for name, skey in (("screener", "abnormality_score"), ("FLAIR baseline", "baseline_score")):
+        sel = [c for c in cases if c["abnormal"] is not None
                and isinstance(c[skey], (int, float))]
         curves[name] = ([c["abnormal"] for c in sel], [float(c[skey]) for c in sel])
     aucs["screener"] = metrics["model"]["study"]["ranking"]["auroc"]["value"]

@@ -89,6 +89,14 @@ def _load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(img.dataobj, dtype=np.float32), np.asarray(img.affine, float)
 
 
+def _analysed(report: dict[str, Any]) -> bool:
+    """The model looked at the study: assessed, or a series was used (indeterminate for a
+    study-level reason such as a missing calibration). Unanalysed studies carry no score."""
+    if report.get("decision") in ("negative", "flagged"):
+        return True
+    return any(isinstance(s, dict) and s.get("used") for s in report.get("series") or [])
+
+
 def evaluate_case(row: ManifestRow, record: dict[str, Any] | None, study: Any,
                   study_dir: Path, config: dict[str, Any], cfg: EvaluateConfig,
                   voxel_threshold: float) -> dict[str, Any]:
@@ -100,7 +108,7 @@ def evaluate_case(row: ManifestRow, record: dict[str, Any] | None, study: Any,
     case: dict[str, Any] = {
         "case_id": row.study_id, "label": row.label, "pathology": row.pathology,
         "abnormal": LABELS.get(row.label), "decision": decision or "failed",
-        "abnormality_score": report.get("abnormality_score"),
+        "abnormality_score": report.get("abnormality_score") if _analysed(report) else None,
         "confidence": report.get("confidence"), "reasons": report.get("reasons") or [],
         "error": (record or {}).get("error"), "mask": str(row.mask) if row.mask else "",
         "report_path": str(study_dir / "report.json") if report else "", "notes": "",

@@ -243,12 +243,13 @@ def study_level(
     - `operating_point` (fail-closed, the triage view): a study counts as referred unless it
       was called `negative`; indeterminate and failed studies are referred to a reader.
     - `assessed_only`: flagged vs negative on the studies that were assessed.
-    AUROC / AP and calibration use assessed studies with a finite score / confidence.
+    AUROC / AP use every study with a finite score (the caller passes None for studies that
+    were not analysed); calibration uses assessed studies with a finite confidence.
 
     Args:
         abnormal: truth per study (True = abnormal).
         decisions: "negative" | "flagged" | "indeterminate" | "failed" per study.
-        scores: abnormality score per study (None when absent).
+        scores: abnormality score per study (None when absent or not analysed).
         confidences: calibrated confidence of the decision (None when absent).
         n_boot: bootstrap resamples for the AUROC / AP intervals.
         seed: bootstrap seed.
@@ -270,7 +271,9 @@ def study_level(
     referred = d != "negative"
     op = Confusion.from_arrays(t, referred)
     ao = Confusion.from_arrays(t[assessed], (d[assessed] == "flagged"))
-    has_score = assessed & np.array([_finite(s) for s in scores], dtype=bool)
+    # Ranking: every study with a finite score. Callers pass None for studies that were not
+    # analysed (a score of 0 from a study that was never looked at is not "very normal").
+    has_score = np.array([_finite(s) for s in scores], dtype=bool)
     s = np.array([float(x) if _finite(x) else np.nan for x in scores])
     has_conf = assessed & np.array([_finite(c) for c in confidences], dtype=bool)
     c = np.array([float(x) if _finite(x) else np.nan for x in confidences])

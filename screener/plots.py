@@ -48,7 +48,7 @@ def roc_plot(path: Path, curves: dict[str, tuple[Sequence[bool], Sequence[float]
                 label=f"{name}: AUROC {auc:.3f} (n={len(truth)})" if auc is not None else name)
     ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02),
-           title="Study-level ROC (assessed studies)")
+           title="Study-level ROC (analysed studies)")
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 

@@ -114,3 +114,14 @@ def test_reliability_bins_edges():
 def test_rate_by_bin():
     rows = m.rate_by_bin([2, 4, 6, 12, 30], [False, True, True, True, False], [0, 5, 10, 1e9])
     assert [(r["k"], r["n"]) for r in rows] == [(1, 2), (1, 1), (1, 2)]
+
+
+def test_indeterminate_but_analysed_study_counts_in_ranking_only():
+    # The normal study was analysed (score 0.95) but left indeterminate: it ranks above one
+    # abnormal study (AUROC 1/2 of 2 pairs... = 0.5), and is referred at the operating point.
+    r = m.study_level([True, False, True], ["flagged", "indeterminate", "negative"],
+                      [0.99, 0.95, 0.2], [0.9, None, 0.6], n_boot=0)
+    assert r["ranking"]["n"] == 3 and r["ranking"]["auroc"]["value"] == pytest.approx(0.5)
+    assert r["ranking"]["auroc"]["ci95"] is None  # n_boot = 0: no interval claimed
+    assert r["operating_point"]["confusion"] == {"tp": 1, "fp": 1, "tn": 0, "fn": 1}
+    assert r["calibration"]["n"] == 2

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from screener.errors import ResourceLimitError, UnreadableFileError
+from screener.io.dicomvalues import (RawHeader, as_float, as_int, as_strings, as_vector, first_item,
+                                     group_value)
 
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 UNCOMPRESSED_SYNTAXES = frozenset(
@@ -64,123 +66,6 @@ class FileHeader:
     warnings: list[str] = field(default_factory=list)
 
 
-def _num(value: Any) -> float | None:
-    try:
-        if value is None or value == "":
-            return None
-        out = float(value)
-        return out if math.isfinite(out) else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(value: Any) -> int | None:
-    v = _num(value)
-    return int(v) if v is not None else None
-
-
-def _multi(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return tuple(str(v) for v in value)
-    return (str(value),)
-
-
-def _vec(value: Any, n: int) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        vals = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    if len(vals) != n or not all(math.isfinite(v) for v in vals):
-        return None
-    return vals
-
-
-class RawHeader:
-    """Fast access to a header's plain values without pydicom's element conversion.
-
-    Reads the raw bytes of string-valued (DS, IS, CS, UI ...) and US elements directly: this is
-    most of the cost of discovery on large folders. Elements pydicom already converted are used as
-    they are.
-    """
-
-    def __init__(self, ds: Any) -> None:
-        self.ds = ds
-
-    def _elem(self, keyword: str) -> Any:
-        tag = _TAGS.get(keyword)
-        if tag is None:
-            from pydicom.datadict import tag_for_keyword
-
-            tag = _TAGS[keyword] = tag_for_keyword(keyword)
-        if tag not in self.ds:
-            return None
-        return self.ds.get_item(tag)
-
-    def strings(self, keyword: str) -> list[str]:
-        elem = self._elem(keyword)
-        if elem is None:
-            return []
-        value = elem.value
-        if isinstance(value, bytes):
-            text = value.decode("latin-1").strip(" \x00")
-            return [v.strip(" \x00") for v in text.split("\\")] if text else []
-        if value is None or value == "":
-            return []
-        return [str(v) for v in _multi(value)]
-
-    def text(self, keyword: str) -> str:
-        return "\\".join(self.strings(keyword))
-
-    def number(self, keyword: str) -> float | None:
-        vals = self.strings(keyword)
-        return _num(vals[0]) if vals else None
-
-    def numbers(self, keyword: str, n: int) -> tuple[float, ...] | None:
-        return _vec(self.strings(keyword), n)
-
-    def integer(self, keyword: str) -> int | None:
-        vals = self.strings(keyword)
-        return _int(vals[0]) if vals else None
-
-    def us(self, keyword: str) -> int | None:
-        elem = self._elem(keyword)
-        if elem is None:
-            return None
-        value = elem.value
-        if isinstance(value, bytes):
-            if len(value) < 2:
-                return None
-            return int.from_bytes(value[:2], "little" if getattr(elem, "is_little_endian", True)
-                                  else "big")
-        return _int(value)
-
-
-_TAGS: dict[str, int | None] = {}
-
-
-def _first(seq_parent: Any, keyword: str) -> Any:
-    """First item of sequence `keyword` in `seq_parent`, or None."""
-    if seq_parent is None:
-        return None
-    seq = seq_parent.get(keyword)
-    if not seq:
-        return None
-    return seq[0]
-
-
-def _group_value(frame_groups: list[Any], seq_kw: str, kw: str) -> Any:
-    """Value of `kw` inside functional group `seq_kw`, looked up per frame then shared."""
-    for groups in frame_groups:
-        item = _first(groups, seq_kw)
-        if item is not None and kw in item:
-            return item.get(kw)
-    return None
-
-
 SERIES_HEADER_KEYWORDS = (
     "Modality", "SOPClassUID", "SeriesDescription", "ProtocolName", "SequenceName",
     "ImageType", "ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType",
@@ -198,20 +83,20 @@ PIXEL_FORMAT_KEYWORDS = ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel",
 def _enhanced_timing(ds: Any, out: dict[str, Any]) -> None:
     """TR, TE, TI and contrast use of an enhanced MR file, from its functional groups."""
     groups = [g for g in ((ds.get("PerFrameFunctionalGroupsSequence") or [None])[0],
-                          _first(ds, "SharedFunctionalGroupsSequence")) if g is not None]
+                          first_item(ds, "SharedFunctionalGroupsSequence")) if g is not None]
     found = {
-        "RepetitionTime": _group_value(groups, "MRTimingAndRelatedParametersSequence",
+        "RepetitionTime": group_value(groups, "MRTimingAndRelatedParametersSequence",
                                        "RepetitionTime"),
-        "EchoTime": _group_value(groups, "MREchoSequence", "EffectiveEchoTime"),
-        "InversionTime": _group_value(groups, "MRModifierSequence", "InversionTimes"),
+        "EchoTime": group_value(groups, "MREchoSequence", "EffectiveEchoTime"),
+        "InversionTime": group_value(groups, "MRModifierSequence", "InversionTimes"),
     }
     for kw, value in found.items():
         if kw not in out and value is not None:
-            v = _num(_multi(value)[0]) if _multi(value) else None
+            v = as_float(as_strings(value)[0]) if as_strings(value) else None
             if v is not None:
                 out[kw] = v
     if "ContrastBolusAgent" not in out:
-        usage = _group_value(groups, "ContrastBolusUsageSequence", "ContrastBolusAgentAdministered")
+        usage = group_value(groups, "ContrastBolusUsageSequence", "ContrastBolusAgentAdministered")
         if str(usage or "").upper() == "YES":
             out["ContrastBolusAgent"] = "administered (ContrastBolusUsageSequence)"
 
@@ -226,7 +111,7 @@ def series_headers(ds: Any) -> dict[str, Any]:
         if type(value).__name__ == "MultiValue" or isinstance(value, (list, tuple)):
             out[kw] = [str(v) for v in value]
         elif isinstance(value, (int, float, str)):
-            out[kw] = value if not hasattr(value, "original_string") else _num(value)
+            out[kw] = value if not hasattr(value, "original_string") else as_float(value)
         else:
             out[kw] = str(value)
     if "SharedFunctionalGroupsSequence" in ds or "PerFrameFunctionalGroupsSequence" in ds:
@@ -235,7 +120,7 @@ def series_headers(ds: Any) -> dict[str, Any]:
     if ts:
         out["TransferSyntaxUID"] = str(ts)
     for kw in PIXEL_FORMAT_KEYWORDS:
-        value = _int(ds.get(kw))
+        value = as_int(ds.get(kw))
         if value is not None:
             out[kw] = value
     return out
@@ -271,7 +156,7 @@ def _check_size(ds: Any, path: Path, limits: Any) -> None:
 
 def _mosaic_tiles(ds: Any) -> tuple[int, np.ndarray] | None:
     """(number of tiles, CSA slice normal) for a Siemens mosaic, None if not a mosaic."""
-    if "MOSAIC" not in [t.upper() for t in _multi(ds.get("ImageType"))]:
+    if "MOSAIC" not in [t.upper() for t in as_strings(ds.get("ImageType"))]:
         return None
     import warnings
 
@@ -340,9 +225,9 @@ def classic_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameReco
 
 def enhanced_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameRecord]:
     """Records of an enhanced multi-frame file, one per frame, from its functional groups."""
-    shared = _first(ds, "SharedFunctionalGroupsSequence")
+    shared = first_item(ds, "SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
-    n = _int(ds.get("NumberOfFrames")) or 1
+    n = as_int(ds.get("NumberOfFrames")) or 1
     if len(per_frame) not in (0, n):
         raise UnreadableFileError(f"{path}: PerFrameFunctionalGroupsSequence has "
                                   f"{len(per_frame)} items for {n} frames")
@@ -351,26 +236,26 @@ def enhanced_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameRec
         groups = [g for g in ((per_frame[f] if per_frame else None), shared) if g is not None]
 
         def gv(seq_kw: str, kw: str) -> Any:
-            return _group_value(groups, seq_kw, kw)
+            return group_value(groups, seq_kw, kw)
 
-        content = _first(per_frame[f], "FrameContentSequence") if per_frame else None
+        content = first_item(per_frame[f], "FrameContentSequence") if per_frame else None
         ftype = gv("MRImageFrameTypeSequence", "FrameType") or ds.get("ImageType")
         out.append(FrameRecord(
-            path=path, frame=f, rows=_int(ds.get("Rows")) or 0, columns=_int(ds.get("Columns")) or 0,
-            iop=_vec(gv("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
-            ipp=_vec(gv("PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore[arg-type]
-            pixel_spacing=_vec(gv("PixelMeasuresSequence", "PixelSpacing"), 2),  # type: ignore[arg-type]
-            slice_thickness=_num(gv("PixelMeasuresSequence", "SliceThickness")),
-            spacing_between_slices=_num(gv("PixelMeasuresSequence", "SpacingBetweenSlices")
+            path=path, frame=f, rows=as_int(ds.get("Rows")) or 0, columns=as_int(ds.get("Columns")) or 0,
+            iop=as_vector(gv("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+            ipp=as_vector(gv("PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore[arg-type]
+            pixel_spacing=as_vector(gv("PixelMeasuresSequence", "PixelSpacing"), 2),  # type: ignore[arg-type]
+            slice_thickness=as_float(gv("PixelMeasuresSequence", "SliceThickness")),
+            spacing_between_slices=as_float(gv("PixelMeasuresSequence", "SpacingBetweenSlices")
                                         or ds.get("SpacingBetweenSlices")),
             echo_number=None,
-            echo_time=_num(gv("MREchoSequence", "EffectiveEchoTime")),
-            acquisition_number=_int(ds.get("AcquisitionNumber")),
-            temporal_index=_int(content.get("TemporalPositionIndex")) if content else None,
-            image_type=tuple(t.upper() for t in _multi(ftype)),
-            slope=_num(gv("PixelValueTransformationSequence", "RescaleSlope")) or 1.0,
-            intercept=_num(gv("PixelValueTransformationSequence", "RescaleIntercept")) or 0.0,
-            bvalue=_num(gv("MRDiffusionSequence", "DiffusionBValue")), **base))
+            echo_time=as_float(gv("MREchoSequence", "EffectiveEchoTime")),
+            acquisition_number=as_int(ds.get("AcquisitionNumber")),
+            temporal_index=as_int(content.get("TemporalPositionIndex")) if content else None,
+            image_type=tuple(t.upper() for t in as_strings(ftype)),
+            slope=as_float(gv("PixelValueTransformationSequence", "RescaleSlope")) or 1.0,
+            intercept=as_float(gv("PixelValueTransformationSequence", "RescaleIntercept")) or 0.0,
+            bvalue=as_float(gv("MRDiffusionSequence", "DiffusionBValue")), **base))
     return out
 
 

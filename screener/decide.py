@@ -189,6 +189,9 @@ def analyse_series(
     aff = np.asarray(affine, dtype=np.float64)
     if not (prob.shape == brain.shape == img.shape) or prob.ndim != 3:
         raise ValueError(f"shapes differ: prob {prob.shape}, brain {brain.shape}, image {img.shape}")
+    if not np.all(np.isfinite(prob)):  # a broken prediction must not become a score
+        raise ValueError("lesion probabilities contain NaN or infinity")
+    prob = np.clip(prob, 0.0, 1.0)
     spacing = np.linalg.norm(aff[:3, :3], axis=0)
     voxel_ml = abs(float(np.linalg.det(aff[:3, :3]))) / 1000.0
     candidate = (prob >= c.voxel_threshold) & brain

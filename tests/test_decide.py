@@ -128,9 +128,13 @@ def test_score_grows_with_size_and_probability():
     assert f.score == pytest.approx(f.probability * (1 - math.exp(-f.volume_ml / 0.05)))
 
 
-def test_shapes_must_match():
+def test_shapes_must_match_and_probabilities_be_finite():
     with pytest.raises(ValueError):
         analyse_series(np.zeros((4, 4, 4)), np.zeros((4, 4, 5)), np.zeros((4, 4, 4)), np.eye(4), "s")
+    bad = np.zeros((4, 4, 4), np.float32)
+    bad[1, 1, 1] = np.nan
+    with pytest.raises(ValueError):
+        analyse_series(bad, np.ones((4, 4, 4)), np.zeros((4, 4, 4)), np.eye(4), "s")
 
 
 @pytest.fixture

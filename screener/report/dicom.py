@@ -11,7 +11,7 @@ SR content (TID 1500 Imaging Measurement Report):
 - one group per finding: volume (ml), maximum diameter (mm), probability, signal
   (hyperintense / hypointense / mixed), tracked as "finding N";
 - a "Qualitative Evaluations" container (TID 1500 row 12) with TEXT items: resolution limits
-  statement, reasons, disclaimer.
+  statement, reasons, each finding's centroid (RAS and DICOM LPS mm) and signal, disclaimer.
 
 SEG: binary, one segment "abnormal signal", on the source series' grid. Volume grid
 convention (screener.io.dicom_writer): voxel (i, j, k) lies in source file k, columns run
@@ -66,6 +66,13 @@ def _algorithm() -> Any:
     from highdicom.sr import AlgorithmIdentification
 
     return AlgorithmIdentification(name="screener", version=__version__)
+
+
+def _location(n: int, finding: Mapping[str, Any]) -> str:
+    x, y, z = (float(v) for v in finding["centroid_ras_mm"])
+    return (f"finding {n}: centroid RAS ({x:.1f}, {y:.1f}, {z:.1f}) mm = DICOM patient LPS "
+            f"({-x:.1f}, {-y:.1f}, {z:.1f}) mm; {finding['signal']}; series "
+            f"{finding['series']}")
 
 
 def write_sr(report: Mapping[str, Any], source_datasets: Sequence[pydicom.Dataset],
@@ -129,6 +136,8 @@ def write_sr(report: Mapping[str, Any], source_datasets: Sequence[pydicom.Datase
         for name, meaning, value in [
             ("RES-LIMITS", "Resolution limits", report["resolution_limits"]["statement"]),
             *[("REASON", "Reason", r) for r in report["reasons"]],
+            *[("FINDING-LOC", "Finding location", _location(n, f))
+              for n, f in enumerate(report["findings"], start=1)],
             ("DISCLAIMER", "Disclaimer", report["disclaimer"])]])
     content[0].ContentSequence.append(texts)
     sr = hd.sr.Comprehensive3DSR(

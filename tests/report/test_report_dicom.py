@@ -103,6 +103,8 @@ def test_sr_reads_back_with_decision_score_and_evidence(tmp_path, calibration, l
         assert values["Volume"] == pytest.approx(report["findings"][0]["volume_ml"])
         assert values["Diameter"] == pytest.approx(report["findings"][0]["max_diameter_mm"])
         assert values["Signal relative to surrounding brain"] == "Hyperintense"
+        x, y, z = report["findings"][0]["centroid_ras_mm"]
+        assert f"LPS ({-x:.1f}, {-y:.1f}, {z:.1f}) mm" in values["Finding location"]
     else:
         assert "Volume" not in values
     # The measurement groups highdicom itself recognises as TID 1501.

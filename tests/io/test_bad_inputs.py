@@ -314,3 +314,34 @@ def test_non_image_dicom_is_skipped_not_an_error(tmp_path):
     ds.save_as(tmp_path / "report.dcm")
     found, s = _one_series(tmp_path)
     assert found.skipped == 1 and found.errors == [] and len(s.source_files) == SHAPE[2]
+
+
+def test_two_acquisitions_covering_different_slabs_are_split(tmp_path):
+    uid = pydicom.uid.generate_uid()
+    ident = StudyIdentity()
+    for n, z0 in enumerate((0.0, 7.0)):  # overlapping slabs, positions do not form one grid
+        aff = np.diag([-1.0, -1.0, 2.0, 1.0])
+        aff[2, 3] = z0
+        write_mr_series(np.full(SHAPE, n + 1.0), aff, tmp_path / f"a{n}", identity=ident,
+                        series_instance_uid=uid, extra={"AcquisitionNumber": n + 1},
+                        file_prefix=f"A{n}")
+    series = find_studies([tmp_path]).studies[0].series
+    assert sorted(s.split_key for s in series) == ["AcquisitionNumber=1", "AcquisitionNumber=2"]
+    assert all("mixed_series" in _codes(s) for s in series)
+    for s in series:
+        vol = load_series(s)
+        assert vol.data.shape == SHAPE and np.unique(vol.data).size == 1
+
+
+def test_repeated_acquisitions_of_the_same_slab_form_4d(tmp_path):
+    uid = pydicom.uid.generate_uid()
+    ident = StudyIdentity()
+    aff = np.diag([-1.0, -1.0, 2.0, 1.0])
+    for n in range(3):
+        write_mr_series(np.full(SHAPE, n + 1.0), aff, tmp_path / f"a{n}", identity=ident,
+                        series_instance_uid=uid, extra={"AcquisitionNumber": n + 1},
+                        file_prefix=f"A{n}")
+    (s,) = find_studies([tmp_path]).studies[0].series
+    assert s.shape == SHAPE + (3,) and "multi_volume" in _codes(s)
+    vol = load_series(s)
+    assert [float(vol.data[..., t].mean()) for t in range(3)] == pytest.approx([1.0, 2.0, 3.0])

@@ -188,3 +188,18 @@ def test_fast_pixel_path_equals_pydicom(tmp_path):
         assert np.array_equal(got.reshape(ref.shape), ref), f
         checked += 1
     assert checked >= (200 if SHARED.exists() else 3)  # 258 of 267 conformance files qualify
+
+
+def test_nifti_with_absurd_header_refused_before_allocating(tmp_path):
+    from screener.errors import ResourceLimitError
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape((60000, 60000, 60000))
+    hdr.set_data_dtype(np.float32)
+    hdr.set_sform(np.eye(4), code=1)
+    with open(tmp_path / "huge.nii", "wb") as fh:
+        fh.write(hdr.binaryblock + b"\x00" * 4 + b"\x00" * 1024)
+    (s,) = find_studies([tmp_path]).studies[0].series
+    assert any(w.startswith("absurd_size") for w in s.warnings)
+    with pytest.raises(ResourceLimitError):
+        load_series(s)

@@ -194,7 +194,7 @@ def test_nifti_with_absurd_header_refused_before_allocating(tmp_path):
     from screener.errors import ResourceLimitError
 
     hdr = nib.Nifti1Header()
-    hdr.set_data_shape((60000, 60000, 60000))
+    hdr.set_data_shape((30000, 30000, 30000))
     hdr.set_data_dtype(np.float32)
     hdr.set_sform(np.eye(4), code=1)
     with open(tmp_path / "huge.nii", "wb") as fh:

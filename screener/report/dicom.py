@@ -11,7 +11,7 @@ SR content (TID 1500 Imaging Measurement Report):
 - one group per finding: volume (ml), maximum diameter (mm), probability, signal
   (hyperintense / hypointense / mixed), tracked as "finding N";
 - a "Qualitative Evaluations" container (TID 1500 row 12) with TEXT items: resolution limits
-  statement, reasons, each finding's centroid (RAS and DICOM LPS mm) and signal, disclaimer.
+  statement, reasons, operating point with its FNR bound, each finding's centroid (RAS and DICOM LPS mm) and signal, disclaimer.
 
 SEG: binary, one segment "abnormal signal", on the source series' grid. Volume grid
 convention (screener.io.dicom_writer): voxel (i, j, k) lies in source file k, columns run
@@ -66,6 +66,13 @@ def _algorithm() -> Any:
     from highdicom.sr import AlgorithmIdentification
 
     return AlgorithmIdentification(name="screener", version=__version__)
+
+
+def _operating_point(op: Mapping[str, Any]) -> str:
+    return (f"flagged when abnormality score >= {op['threshold']:.4f} ({op['method']}, target "
+            f"sensitivity {op['target_sensitivity']:.2f}); on {op['n_abnormal']} abnormal / "
+            f"{op['n_normal']} normal calibration studies the false-negative rate is <= "
+            f"{op['fnr_upper_bound']:.3f} with {1 - op['delta']:.0%} confidence ({op['bound']})")
 
 
 def _location(n: int, finding: Mapping[str, Any]) -> str:
@@ -136,6 +143,8 @@ def write_sr(report: Mapping[str, Any], source_datasets: Sequence[pydicom.Datase
         for name, meaning, value in [
             ("RES-LIMITS", "Resolution limits", report["resolution_limits"]["statement"]),
             *[("REASON", "Reason", r) for r in report["reasons"]],
+            *([("OPERATING-POINT", "Operating point", _operating_point(report["operating_point"]))]
+              if report.get("operating_point") else []),
             *[("FINDING-LOC", "Finding location", _location(n, f))
               for n, f in enumerate(report["findings"], start=1)],
             ("DISCLAIMER", "Disclaimer", report["disclaimer"])]])

@@ -3,7 +3,11 @@
 The contract (../shared/DESIGN.md) is what worklists, notebooks and the evaluation harness
 read, so a report is validated before it is written: a wrong type, a missing field or a
 non-finite number raises ReportError and nothing is written. Fields may be added, never
-removed or retyped without a new schema_version.
+removed or retyped without a new schema_version. Added here beyond DESIGN.md: ``disclaimer``,
+``operating_point`` (threshold, method, calibration n, FNR upper bound and delta, or null when
+the model ships no calibration), per finding ``mean_probability``, ``score``, ``voxels``,
+``label``, per series ``series_description`` and ``path``, and in ``resolution_limits``
+``slice_gap_mm``, ``benchmark_slice_thickness_mm``, ``benchmark_n``, ``no_claim_reason``.
 """
 
 from __future__ import annotations

@@ -99,6 +99,7 @@ def test_sr_reads_back_with_decision_score_and_evidence(tmp_path, calibration, l
     assert values["Calibrated confidence of result"] == pytest.approx(report["confidence"])
     assert values["Resolution limits"] == report["resolution_limits"]["statement"]
     assert "not a diagnostic device" in values["Disclaimer"]
+    assert f"<= {calibration.fnr_upper_bound:.3f} with 95% confidence" in values["Operating point"]
     if lesion:
         assert values["Volume"] == pytest.approx(report["findings"][0]["volume_ml"])
         assert values["Diameter"] == pytest.approx(report["findings"][0]["max_diameter_mm"])

@@ -136,7 +136,16 @@ def run_batch(
         records: list[dict[str, Any]] = []
         todo: list[BatchTask] = []
         for t in tasks:
-            done = None if force or t.study is None else read_complete_report(out / t.key)
+            if t.discovery_error is not None or t.study is None:
+                # Never reached a worker: the inputs did not form a study.
+                err = t.discovery_error or {"stage": "discover", "error": "InputError",
+                                            "message": "no study", "where": ""}
+                write_json_atomic(out / "errors" / f"{t.key}.json",
+                                  {"key": t.key, "study_uid_hash": t.uid_hash, **err})
+                records.append(_enrich({"key": t.key, "status": "failed", "report": None,
+                                        "error": err, "worker": None}, t))
+                continue
+            done = None if force else read_complete_report(out / t.key)
             if done is not None:
                 records.append(_enrich({"key": t.key, "status": "skipped", "report": done,
                                         "error": None, "worker": None}, t))

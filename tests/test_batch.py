@@ -101,3 +101,24 @@ def test_manifest_rows_missing_inputs_fail_closed(tmp_path):
     assert res.summary["counts"]["negative"] == 1 and res.summary["counts"]["failed"] == 1
     failed = [r for r in res.records if r["status"] == "failed"][0]
     assert failed["case_id"] == "gone" and failed["error"]["stage"] == "discover"
+
+
+def test_folder_of_unreadable_files_is_a_failed_row(tmp_path):
+    from test_batch_fakes import make_dicom_study, toy_config
+
+    root = tmp_path / "dicom"
+    make_dicom_study(root, "good", bright=True, seed=1)
+    make_dicom_study(root, "junk", bright=False, corrupt="garbage", seed=2)
+    out = tmp_path / "out"
+    res = run_batch([root], out, toy_config(), workers=0)
+    s = res.summary
+    assert s["studies"] == 2 and s["counts"]["flagged"] == 1
+    # Either io rejects every file (no study forms -> failed at discovery) or the study forms
+    # and cannot be loaded (indeterminate): never negative, never silently dropped.
+    assert s["counts"]["failed"] + s["counts"]["indeterminate"] == 1
+    wl = json.loads((out / "worklist.json").read_text())["studies"]
+    assert [w["decision"] for w in wl][0] == "flagged" and wl[1]["decision"] != "negative"
+    if s["counts"]["failed"]:
+        f = s["failures"][0]
+        assert f["stage"] == "discover" and f["where"].endswith("junk")
+        assert (out / "errors" / f"{f['key']}.json").exists()

@@ -27,27 +27,32 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
 
+def _test_config() -> dict:
+    """Default config, merged with $SCREENER_TEST_CONFIG when set (e.g. to try weights that
+    are not yet exported into weights/); only these real-pipeline tests read it."""
+    from screener.config import load_config
+
+    return load_config(os.environ.get("SCREENER_TEST_CONFIG") or None)
+
+
 @lru_cache(maxsize=1)
 def _real_status() -> str:
     """'' when the real pipeline and its weights load, else why not."""
     try:
-        from screener.config import load_config
         from screener.pipeline import load_model, screen_study  # noqa: F401
 
-        load_model(load_config(), "cpu")
+        load_model(_test_config(), "cpu")
     except Exception as exc:  # noqa: BLE001 - any reason makes the real variant skip
         return f"real pipeline unavailable: {type(exc).__name__}: {exc}"[:300]
     return ""
 
 
 def real_config_or_skip() -> dict:
-    """The default config (real pipeline), or skip the calling test with the reason."""
-    from screener.config import load_config
-
+    """The config of the real pipeline, or skip the calling test with the reason."""
     why = _real_status()
     if why:
         pytest.skip(why)
-    cfg = load_config()
+    cfg = _test_config()
     cfg["batch"] = dict(cfg["batch"], progress=False)
     return cfg
 
@@ -77,7 +82,9 @@ def realistic_head(i: int, lesion: bool):
 
 
 def _write_config(path: Path, toy: bool) -> Path:
-    cfg: dict = {"batch": {"progress": True}}
+    """The whole config the CLI runs with (progress bar on)."""
+    cfg = _test_config()
+    cfg["batch"] = dict(cfg["batch"], progress=True)
     if toy:
         cfg["batch"].update(screen_function="test_batch_fakes:toy_screen",
                             model_loader="test_batch_fakes:load_model")

@@ -123,11 +123,32 @@ def collect_tasks(
 
 def _tasks_for(discovery: Any, dir_name: Callable[[Study], str],
                problems: list[dict[str, Any]]) -> list[BatchTask]:
+    """One task per discovered study, plus one failed task per folder whose files were all
+    unreadable (a study that never formed must still show up as failed, not vanish)."""
+    tasks = [BatchTask(key=dir_name(s), study=s, uid_hash=uid_hash(s.study_instance_uid))
+             for s in discovery.studies]
+    used_dirs = {str(Path(f).parent) for s in discovery.studies for info in s.series
+                 for f in info.source_files}
+    by_dir: dict[str, list[Any]] = {}
     for err in getattr(discovery, "errors", []) or []:
-        problems.append({"stage": "discover", "error": type(err).__name__,
-                         "message": str(getattr(err, "message", err))[:300]})
-    return [BatchTask(key=dir_name(s), study=s, uid_hash=uid_hash(s.study_instance_uid))
-            for s in discovery.studies]
+        path = str(getattr(err, "path", ""))
+        reason = str(getattr(err, "reason", err))
+        if path and reason.startswith(path):
+            reason = reason[len(path):].lstrip(": ")  # the folder is given once, below
+        kind = str(getattr(err, "kind", type(err).__name__))
+        problems.append({"stage": "discover", "error": kind, "message": reason[:300]})
+        by_dir.setdefault(str(Path(path).parent) if path else "", []).append((kind, reason))
+    for folder, errs in sorted(by_dir.items()):
+        if folder in used_dirs:
+            continue  # the study formed without these files; QC judges what is missing
+        key = "unreadable-" + uid_hash(folder)
+        tasks.append(BatchTask(
+            key=key, study=None, uid_hash=uid_hash(folder),
+            discovery_error={"stage": "discover", "error": errs[0][0],
+                             "message": f"{len(errs)} file(s) unreadable, no study formed: "
+                                        f"{errs[0][1]}"[:400],
+                             "where": folder}))
+    return tasks
 
 
 def _task_for_row(row: ManifestRow, config: dict[str, Any], find_studies: Callable[..., Any],

@@ -79,8 +79,16 @@ class OrthancWatcher:
         Returns:
             How many instances were pulled (0: nothing new, e.g. only our own SR came in).
         """
+        import requests
+
         state = self.core.state
-        info = self._get(f"/studies/{orthanc_id}")
+        try:
+            info = self._get(f"/studies/{orthanc_id}")
+        except requests.HTTPError as exc:
+            if exc.response is not None and exc.response.status_code == 404:
+                log.info("study %s was deleted from Orthanc before it was pulled", orthanc_id)
+                return 0
+            raise
         study_uid = str(info.get("MainDicomTags", {}).get("StudyInstanceUID", ""))
         if not study_uid:
             return 0

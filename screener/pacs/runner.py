@@ -31,7 +31,13 @@ class ScreenResult:
 
     report: dict[str, Any]
     report_dir: Path
-    error: str = ""  # non-empty when the service wrote a fail-closed report itself
+    error: str = ""  # non-empty when the pipeline did not assess the study (fail closed)
+
+    def write_fallback(self) -> None:
+        """Write the service's fail-closed report.json (only for `error` results)."""
+        if self.error:
+            durable_write(self.report_dir / "report.json",
+                          json.dumps(self.report, indent=2).encode("utf-8"))
 
 
 def _resolve(spec: str) -> Callable[..., Any]:
@@ -40,13 +46,36 @@ def _resolve(spec: str) -> Callable[..., Any]:
 
 
 def _study_dir_name(screen_spec: str, study: Any) -> str:
-    module = importlib.import_module(screen_spec.partition(":")[0])
-    namer = getattr(module, "study_dir_name", None)
-    return str(namer(study)) if namer is not None else short_hash(study.study_instance_uid)
+    """The pipeline's folder name for a study (its `study_dir_name`), else a hash of the UID."""
+    try:
+        module = importlib.import_module(screen_spec.partition(":")[0])
+        namer = getattr(module, "study_dir_name", None)
+        if namer is not None:
+            return str(namer(study))
+    except Exception:  # noqa: BLE001 - the pipeline module may not import in this process
+        pass
+    return short_hash(study.study_instance_uid)
 
 
-def _child_main(conn: Any, pipeline: dict[str, Any], config: dict[str, Any]) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this process when the service dies (even by SIGKILL), so an
+    orphaned screening never finishes behind the back of a restarted service."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the EOF check below still ends the loop
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _child_main(conn: Any, pipeline: dict[str, Any], config: dict[str, Any],
+                parent_pid: int) -> None:
     """Child process loop: load the model once, then answer screening requests."""
+    _die_with_parent(parent_pid)
     threads = str(pipeline.get("torch_threads", 1))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = threads
@@ -118,7 +147,7 @@ class ScreeningRunner:
 
     def _start(self) -> str:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_child_main, args=(child, asdict(self.pipeline), self.config),
+        proc = self._ctx.Process(target=_child_main, args=(child, asdict(self.pipeline), self.config, os.getpid()),
                                  name="screener-screening", daemon=True)
         proc.start()
         child.close()
@@ -151,8 +180,10 @@ class ScreeningRunner:
 
     def screen(self, study_uid: str, study_dir: Path, results_dir: Path) -> ScreenResult:
         """Screen the study spooled in `study_dir`; always returns a report (fail closed)."""
+        from screener.types import Study
+
         key = short_hash(study_uid)
-        fallback_dir = results_dir / key
+        fallback_dir = results_dir / _study_dir_name(self.pipeline.screen_study, Study(study_uid))
         if self._proc is None or not self._proc.is_alive():
             self.stop()
             problem = self._start()
@@ -182,9 +213,7 @@ class ScreeningRunner:
         return self._fail(study_uid, fallback_dir, f"not assessed: {payload}")
 
     def _fail(self, study_uid: str, report_dir: Path, reason: str) -> ScreenResult:
-        report = fail_closed_report(study_uid, [reason])
-        durable_write(report_dir / "report.json", json.dumps(report, indent=2).encode())
-        return ScreenResult(report, report_dir, error=reason)
+        return ScreenResult(fail_closed_report(study_uid, [reason]), report_dir, error=reason)
 
     def __enter__(self) -> ScreeningRunner:
         return self

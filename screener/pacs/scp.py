@@ -198,7 +198,12 @@ def run_serve_cli(args: Any) -> int:
     core = ServiceCore(settings, cfg)
     core.install_signal_handlers()
     core.recover()
-    server, handler = start_scp(core, settings)
+    try:
+        server, handler = start_scp(core, settings)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", settings.bind_address, settings.port, exc)
+        core.shutdown()
+        return 2
     try:
         core.start_worker()
         while not core.stop_event.wait(1.0):

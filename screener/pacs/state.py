@@ -99,12 +99,16 @@ class ServiceState:
     def record_instance(self, sop_uid: str, study_uid: str, series_uid: str, path: str,
                         sha256: str, now: float | None = None) -> bool:
         """Note a durably spooled instance. Returns True when it re-opens (or opens) the study,
-        False for an identical duplicate of an instance already held."""
+        False for an identical duplicate of an instance already held (which still counts as
+        activity: the quiet period restarts)."""
         now = time.time() if now is None else now
         with self._tx() as db:
             row = db.execute("SELECT sha256, study_uid FROM instances WHERE sop_uid=?",
                              (sop_uid,)).fetchone()
             if row is not None and row[0] == sha256 and row[1] == study_uid:
+                # Nothing new, but the study is still being sent: its quiet period restarts.
+                db.execute("UPDATE studies SET last_received=MAX(last_received, ?) "
+                           "WHERE study_uid=?", (now, study_uid))
                 return False
             db.execute("INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?)",
                        (sop_uid, study_uid, series_uid, path, sha256, now))
@@ -136,11 +140,19 @@ class ServiceState:
                        (time.time() - quiet_period_s - 1.0, study_uid))
 
     # -- screening ---------------------------------------------------------------------------
-    def recover(self) -> list[str]:
-        """After a restart: screenings that were running did not finish; make them due again."""
+    def recover(self, now: float | None = None) -> list[str]:
+        """After a restart: screenings that were running did not finish; make them due again.
+
+        The quiet period of every study still open restarts now: while the service was down
+        its senders could not deliver, so silence then says nothing about completeness (a
+        sender retrying an interrupted transfer gets a quiet period to do so).
+        """
+        now = time.time() if now is None else now
         with self._tx() as db:
             rows = [r[0] for r in db.execute("SELECT study_uid FROM studies WHERE status='screening'")]
             db.execute("UPDATE studies SET status='idle' WHERE status='screening'")
+            db.execute("UPDATE studies SET last_received=MAX(last_received, ?) "
+                       "WHERE generation > screened_generation", (now,))
         return rows
 
     def due_studies(self, quiet_period_s: float, now: float | None = None) -> list[str]:

@@ -76,6 +76,7 @@ class StudyWorker:
             try:
                 self._screen_one(study_uid, generation)
                 n += 1
+                self.deliver_pending()
             except BaseException:
                 self.state.release(study_uid, failed=not self.stop_event.is_set())
                 raise
@@ -94,6 +95,7 @@ class StudyWorker:
             # Interrupted by shutdown, not a verdict on the study: screen it again after restart.
             self.state.release(study_uid, failed=False)
             return
+        result.write_fallback()
         report = result.report
         decision = str(report.get("decision") or "indeterminate")
         if decision not in ("negative", "flagged", "indeterminate"):

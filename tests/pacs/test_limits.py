@@ -56,8 +56,10 @@ def test_unassessed_study_is_indeterminate_and_the_next_one_is_screened(
         assert time.monotonic() - t0 < 20
         assert res.report["decision"] == "indeterminate"  # fail closed, never negative
         assert reason in res.report["reasons"][0]
+        res.write_fallback()
         on_disk = json.loads((res.report_dir / "report.json").read_text())
         assert on_disk["decision"] == "indeterminate"
+        assert res.report_dir.name.startswith("fake-")  # the pipeline's own folder name
         for k in env:
             monkeypatch.delenv(k)
         os.environ.pop("FAKE_SCREEN_DELAY_S", None)

@@ -38,7 +38,7 @@ def test_serve_sends_results_back_into_the_same_study(tmp_path, orthanc_factory,
                    _result_series(orthanc, ident.study_instance_uid), 60, "SR + SEG in Orthanc")
     assert sorted(s["SeriesNumber"] for s in got) == ["9901", "9902"]
     st = svc.state()
-    assert st.pending_outputs(now=time.time() + 1e6) == []  # all delivered
+    wait_for(lambda: st.pending_outputs(now=time.time() + 1e6) == [], 10, "deliveries recorded")
     st.close()
     assert len(calls(svc.results)) == 1
     assert svc.stop() == 0

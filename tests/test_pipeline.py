@@ -1,0 +1,163 @@
+"""`screener screen` end to end on DICOM studies the tests write from a real head (Colin27).
+
+Fail-closed cases (each indeterminate reason by its own input) and the geometry of findings,
+SR and SEG. Studies are small (2 mm in-plane) to keep the suite fast on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from screener.config import load_config
+from screener.examples import COLIN27, LESION_CENTRE_RAS, ExampleLesion, write_example_study
+from screener.io import find_studies
+from screener.io.dicom_writer import StudyIdentity, write_mr_series
+
+pytestmark = pytest.mark.skipif(not COLIN27.exists(), reason="Colin27 (mricron-data) not installed")
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def model(config):
+    import torch
+
+    torch.set_num_threads(2)
+    from screener.pipeline import load_model
+
+    return load_model(config, "cpu")
+
+
+def _screen(folder: Path, out: Path, config, model) -> dict:
+    from screener.pipeline import screen_study
+
+    found = find_studies([folder], config)
+    assert len(found.studies) == 1, found.errors
+    return screen_study(found.studies[0], out, config=config, model=model)
+
+
+def _codes(report: dict) -> set[str]:
+    reasons = list(report["reasons"]) + [r for s in report["series"] for r in s["why_not_used"]]
+    return {r.split(":", 1)[0] for r in reasons}
+
+
+@pytest.mark.parametrize("case,extra,expected", [
+    ("ct", {"Modality": "CT"}, "not_mr"),
+    ("chest", {"BodyPartExamined": "CHEST"}, "body_part_not_head"),
+    ("localizer", {"SeriesDescription": "localizer", "ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]},
+     "non_structural_sequence"),
+    ("dwi", {"SeriesDescription": "ep2d_diff DWI b1000", "ImageType": ["ORIGINAL", "PRIMARY", "DIFFUSION"]},
+     "non_structural_sequence"),
+])
+def test_header_reasons_make_indeterminate(tmp_path, config, model, case, extra, expected):
+    data = np.random.default_rng(0).normal(100, 10, (64, 64, 40)).astype(np.float32)
+    aff = np.diag([3.0, 3.0, 3.0, 1.0])
+    write_mr_series(data, aff, tmp_path / case, extra=extra)
+    rep = _screen(tmp_path / case, tmp_path / "out", config, model)
+    assert rep["decision"] == "indeterminate"
+    assert expected in _codes(rep), rep["reasons"]
+    assert rep["confidence"] is None
+
+
+def test_missing_slices_thick_slices_and_coverage(tmp_path, config, model):
+    # missing slices: one file of a contiguous series removed
+    files = write_example_study(tmp_path / "gap", lesion=False, inplane_mm=2.0, slice_thickness_mm=4.0)
+    files[len(files) // 2].unlink()
+    rep = _screen(tmp_path / "gap", tmp_path / "out", config, model)
+    assert rep["decision"] == "indeterminate" and "missing_slices" in _codes(rep), rep
+    # slice thickness above the configured limit (7 mm)
+    write_example_study(tmp_path / "thick", lesion=False, inplane_mm=2.0, slice_thickness_mm=8.0)
+    rep = _screen(tmp_path / "thick", tmp_path / "out", config, model)
+    assert rep["decision"] == "indeterminate" and "thickness_above_limit" in _codes(rep), rep
+    # too little coverage: a slab of 8 slices
+    files = write_example_study(tmp_path / "slab", lesion=False, inplane_mm=2.0, slice_thickness_mm=4.0)
+    for f in files[:20] + files[28:]:
+        f.unlink()
+    rep = _screen(tmp_path / "slab", tmp_path / "out", config, model)
+    assert rep["decision"] == "indeterminate"
+    assert _codes(rep) & {"too_few_slices", "coverage_too_small"}, rep
+
+
+def test_pure_noise_is_not_negative(tmp_path, config, model):
+    rng = np.random.default_rng(1)
+    data = np.abs(rng.normal(0, 50, (96, 110, 45))).astype(np.float32)
+    aff = np.diag([2.0, 2.0, 3.0, 1.0])
+    aff[:3, 3] = [-96, -110, -60]
+    write_mr_series(data, aff, tmp_path / "noise", contrast="T1")
+    rep = _screen(tmp_path / "noise", tmp_path / "out", config, model)
+    assert rep["decision"] == "indeterminate", rep["reasons"]
+    assert _codes(rep) & {"brain_volume_implausible", "severe_noise", "brain_cut_off"}, rep
+
+
+def test_report_contract_and_outputs(tmp_path, config, model):
+    write_example_study(tmp_path / "s", lesion=True, inplane_mm=2.0, slice_thickness_mm=4.0,
+                        identity=StudyIdentity(patient_name="Recognisable^Name"))
+    rep = _screen(tmp_path / "s", tmp_path / "out", config, model)
+    folder = next((tmp_path / "out").iterdir())
+    on_disk = json.loads((folder / "report.json").read_text())
+    assert on_disk == rep
+    for key in ("schema_version", "study", "decision", "abnormality_score", "confidence", "reasons",
+                "series", "findings", "resolution_limits", "model", "device", "timing_s", "outputs"):
+        assert key in rep
+    assert rep["model"]["weights_sha256"] and rep["device"] == "cpu"
+    assert "function" in rep["resolution_limits"]["statement"]
+    assert (folder / rep["outputs"]["anomaly_map"]).exists()
+    assert "Recognisable" not in (folder / "report.json").read_text()
+    import nibabel as nib
+
+    amap = nib.load(str(folder / "anomaly_map.nii.gz"))
+    series = rep["series"][0]
+    assert list(amap.shape) == series["shape"]
+    vol = find_studies([tmp_path / "s"], config).studies[0].series[0]
+    np.testing.assert_allclose(amap.affine, vol.affine, atol=1e-3)
+
+
+@pytest.mark.parametrize("plane,thickness", [("axial", 5.0), ("sagittal", 2.0), ("oblique", 3.0)])
+def test_lesion_found_where_it_is(tmp_path, config, model, plane, thickness):
+    lesion = ExampleLesion(diameter_mm=30.0)
+    write_example_study(tmp_path / plane, lesion=True, plane=plane, inplane_mm=1.5,
+                        slice_thickness_mm=thickness, lesion_spec=lesion)
+    rep = _screen(tmp_path / plane, tmp_path / "out", config, model)
+    assert rep["decision"] == "flagged", rep["reasons"]
+    near = [f for f in rep["findings"]
+            if np.linalg.norm(np.array(f["centroid_ras_mm"]) - LESION_CENTRE_RAS) < 8.0]
+    assert near, [f["centroid_ras_mm"] for f in rep["findings"]]
+    assert rep["findings"][0] is near[0] or rep["findings"][0] == near[0]
+
+
+def test_normal_head_is_not_flagged(tmp_path, config, model):
+    write_example_study(tmp_path / "n", lesion=False, inplane_mm=1.5, slice_thickness_mm=3.0)
+    rep = _screen(tmp_path / "n", tmp_path / "out", config, model)
+    assert rep["decision"] == "negative", (rep["reasons"], rep["abnormality_score"])
+    assert rep["resolution_limits"]["min_detectable_diameter_mm"] is not None
+
+
+def test_sr_and_seg_reference_the_source(tmp_path, config, model):
+    import highdicom as hd
+    import pydicom
+
+    lesion = ExampleLesion(diameter_mm=30.0)
+    files = write_example_study(tmp_path / "d", lesion=True, inplane_mm=1.5, slice_thickness_mm=3.0,
+                                lesion_spec=lesion)
+    rep = _screen(tmp_path / "d", tmp_path / "out", config, model)
+    folder = next((tmp_path / "out").iterdir())
+    src = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in files]
+    uids = {d.SOPInstanceUID for d in src}
+    sr = hd.sr.srread(str(folder / rep["outputs"]["sr"]))
+    assert sr.StudyInstanceUID == src[0].StudyInstanceUID
+    refs = {r.ReferencedSOPInstanceUID for item in sr.CurrentRequestedProcedureEvidenceSequence
+            for s in item.ReferencedSeriesSequence for r in s.ReferencedSOPSequence}
+    assert refs and refs <= uids
+    assert rep["decision"] == "flagged"
+    seg = hd.seg.segread(str(folder / rep["outputs"]["seg"]))
+    assert seg.StudyInstanceUID == src[0].StudyInstanceUID
+    seg_refs = {r.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence
+                for r in s.ReferencedInstanceSequence}
+    assert seg_refs <= uids and seg_refs

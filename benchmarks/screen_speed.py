@@ -1,0 +1,81 @@
+"""Wall time and peak memory of `screener screen` on a ~190-slice 3D T1 DICOM study.
+
+Writes a 1 mm sagittal Colin27 series (190 slices of 256 x 256), then runs the whole command
+(`python -m screener screen ...`, start-up included) several times, and, as the peer measured in
+the same run, dcm2niix converting the same folder (reading it is the floor any screener pays).
+Prints the median wall time, peak RSS, the stage breakdown from report.json, and ratios.
+Goal (issue 4): <= 8 s including start-up and <= 2 GB on a 2-core CPU.
+
+    .venv/bin/python benchmarks/screen_speed.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _run_exact(cmd: list[str]) -> tuple[float, float]:
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd[:3]} failed")
+    return wall, usage.ru_maxrss / 1024.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    from screener.examples import write_example_study
+
+    work = Path(tempfile.mkdtemp(prefix="screen-speed-"))
+    try:
+        study = work / "study"
+        write_example_study(study, lesion=True, plane="sagittal", inplane_mm=1.0,
+                            slice_thickness_mm=1.0)
+        n = len(list(study.iterdir()))
+        print(f"study: {n} slices (sagittal 1 mm Colin27 T1 with a lesion)")
+        screen = [sys.executable, "-m", "screener", "screen", str(study), "-o", str(work / "out"),
+                  "--device", args.device]
+        _run_exact(screen)  # warm the page cache and the weights file
+        walls, rss = [], []
+        for _ in range(args.repeats):
+            w, m = _run_exact(screen)
+            walls.append(w)
+            rss.append(m)
+        report = json.loads(next((work / "out").glob("*/report.json")).read_text())
+        peer = []
+        if shutil.which("dcm2niix"):
+            for i in range(args.repeats):
+                out = work / f"d{i}"
+                out.mkdir()
+                w, _ = _run_exact(["dcm2niix", "-z", "n", "-o", str(out), str(study)])
+                peer.append(w)
+        med = statistics.median(walls)
+        print(f"screener screen: median {med:.2f} s over {args.repeats} runs "
+              f"(min {min(walls):.2f}, max {max(walls):.2f}); peak RSS {max(rss):.0f} MB")
+        print("stage breakdown (last run, s): " + json.dumps(report["timing_s"]))
+        print(f"decision {report['decision']}, device {report['device']}")
+        if peer:
+            pm = statistics.median(peer)
+            print(f"dcm2niix (peer, same folder): median {pm:.2f} s -> screen/dcm2niix = {med / pm:.1f}x")
+        print(f"goal ratios: time {med / 8.0:.2f} of 8 s, memory {max(rss) / 2048.0:.2f} of 2 GB")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -157,17 +157,48 @@ def write_sr(report: Mapping[str, Any], source_datasets: Sequence[pydicom.Datase
     return atomic_write(path, lambda p: sr.save_as(p, enforce_file_format=True))
 
 
+def _seg_frames(m: np.ndarray, source_datasets: Sequence[pydicom.Dataset],
+                frames: Sequence[tuple[int, int]] | None) -> np.ndarray:
+    """SEG pixel frames in the order of the source frames: one per source file (single-frame
+    series) or one per frame of a single multi-frame source; slice k goes to frames[k]."""
+    n_files = len(source_datasets)
+    counts = [int(getattr(ds, "NumberOfFrames", 1) or 1) for ds in source_datasets]
+    if n_files > 1 and any(n > 1 for n in counts):
+        raise ValueError("SEG sources must be single-frame instances or one multi-frame instance")
+    if frames is None:
+        frames = [(k, 0) for k in range(m.shape[2])] if n_files > 1 else [(0, k) for k in range(m.shape[2])]
+    if len(frames) != m.shape[2]:
+        raise ValueError(f"mask has {m.shape[2]} slices but {len(frames)} source frames are given")
+    total = n_files if n_files > 1 else counts[0]
+    rows, cols = int(source_datasets[0].Rows), int(source_datasets[0].Columns)
+    if (rows, cols) != (m.shape[1], m.shape[0]):
+        raise ValueError(f"mask in-plane {m.shape[:2]} does not match Columns x Rows {cols} x {rows}")
+    out = np.zeros((total, rows, cols), dtype=np.uint8)
+    seen: set[int] = set()
+    for k, (file_index, frame_index) in enumerate(frames):
+        target = file_index if n_files > 1 else frame_index
+        if not 0 <= target < total or target in seen or (n_files > 1 and frame_index != 0):
+            raise ValueError(f"slice {k}: source frame {(file_index, frame_index)} is invalid or repeated")
+        seen.add(target)
+        out[target] = m[:, :, k].T  # rows run along j, columns along i
+    return out
+
+
 def write_seg(mask: npt.ArrayLike, source_datasets: Sequence[pydicom.Dataset],
               path: str | Path, report: Mapping[str, Any] | None = None,
-              cfg: ReportConfig | Mapping[str, Any] | None = None) -> Path | None:
+              cfg: ReportConfig | Mapping[str, Any] | None = None,
+              frames: Sequence[tuple[int, int]] | None = None) -> Path | None:
     """Write the findings mask as a binary DICOM SEG on the source series' grid.
 
     Args:
         mask: (i, j, k) boolean/label volume on the source grid; nonzero = abnormal.
-        source_datasets: the source series' instances in slice order k (one per slice).
+        source_datasets: the source series' instances: one single-frame instance per slice,
+            or one multi-frame (enhanced) instance.
         path: output file (written atomically).
         report: optional report dict (model name for the algorithm identification).
         cfg: ReportConfig or a whole config mapping.
+        frames: (index into source_datasets, 0-based frame index) of each slice k, as in
+            SeriesInfo.frames; default: file k (single-frame) or frame k (multi-frame).
 
     Returns:
         The path, or None when the mask is empty (a SEG without a segment is not written).
@@ -177,16 +208,11 @@ def write_seg(mask: npt.ArrayLike, source_datasets: Sequence[pydicom.Dataset],
 
     c = report_config(cfg)
     m = np.asarray(mask) != 0
-    if m.ndim != 3 or m.shape[2] != len(source_datasets):
-        raise ValueError(f"mask {m.shape} needs one slice per source instance "
-                         f"({len(source_datasets)})")
-    first = source_datasets[0]
-    if (int(first.Rows), int(first.Columns)) != (m.shape[1], m.shape[0]):
-        raise ValueError(f"mask in-plane {m.shape[:2]} does not match Columns x Rows "
-                         f"{int(first.Columns)} x {int(first.Rows)}")
+    if m.ndim != 3:
+        raise ValueError(f"mask must be 3D (i, j, k), got shape {m.shape}")
+    pixel_frames = _seg_frames(m, source_datasets, frames)
     if not m.any():
         return None
-    frames = np.ascontiguousarray(np.transpose(m, (2, 1, 0))).astype(np.uint8)  # k, rows=j, cols=i
     name = str((report or {}).get("model", {}).get("name", "screener"))
     algorithm = hd.AlgorithmIdentificationSequence(
         name=name, version=__version__, family=codes.cid7162.ArtificialIntelligence)
@@ -197,7 +223,7 @@ def write_seg(mask: npt.ArrayLike, source_datasets: Sequence[pydicom.Dataset],
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm)
     seg = hd.seg.Segmentation(
-        source_images=list(source_datasets), pixel_array=frames,
+        source_images=list(source_datasets), pixel_array=pixel_frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[description], series_instance_uid=hd.UID(),
         series_number=c.seg_series_number, sop_instance_uid=hd.UID(), instance_number=1,

@@ -122,3 +122,48 @@ def test_sr_indeterminate_without_confidence(tmp_path, calibration):
     assert ("Reason", "brain_cut_off: 30 cm2") in values
     assert "Calibrated confidence of result" not in dict(values)
     assert pydicom.dcmread(tmp_path / "sr.dcm").Modality == "SR"
+
+
+def test_seg_and_sr_on_a_multiframe_source(tmp_path, calibration):
+    """Enhanced (multi-frame) source: slice k goes to the frame holding slice k's position."""
+    import logging
+
+    case = make_case(tmp_path, "oblique")
+    logging.getLogger("highdicom").setLevel(logging.ERROR)  # VOI LUT notes of the converter
+    mf = hd.legacy.LegacyConvertedEnhancedMRImage(
+        case.datasets, series_instance_uid=hd.UID(), series_number=7,
+        sop_instance_uid=hd.UID(), instance_number=1)
+    mf.save_as(tmp_path / "mf.dcm", enforce_file_format=True)
+    mf = pydicom.dcmread(tmp_path / "mf.dcm")
+    positions = [np.array(f.PlanePositionSequence[0].ImagePositionPatient, float)
+                 for f in mf.PerFrameFunctionalGroupsSequence]
+    frames = []
+    for ds in case.datasets:  # slice k -> frame with the same ImagePositionPatient
+        ipp = np.array(ds.ImagePositionPatient, float)
+        frames.append((0, int(np.argmin([np.linalg.norm(p - ipp) for p in positions]))))
+    assert sorted(f for _, f in frames) == list(range(len(case.datasets)))
+    assert [f for _, f in frames] != list(range(len(frames)))  # the converter reordered them
+    report = make_report(case, calibration)
+    seg = hd.seg.segread(write_seg(case.analysis.labels, [mf], tmp_path / "seg.dcm", report,
+                                   frames=frames))
+    pixels = seg.pixel_array if seg.pixel_array.ndim == 3 else seg.pixel_array[None]
+    pts = []
+    for f, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        src = frame.DerivationImageSequence[0].SourceImageSequence[0]
+        assert src.ReferencedSOPInstanceUID == mf.SOPInstanceUID
+        mf_frame = int(src.ReferencedFrameNumber) - 1
+        k = [fr for _, fr in frames].index(mf_frame)
+        np.testing.assert_array_equal(pixels[f] > 0, case.analysis.labels[:, :, k].T > 0)
+        ipp = np.array(frame.PlanePositionSequence[0].ImagePositionPatient, float)
+        iop = np.array(seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
+                       .ImageOrientationPatient, float)
+        dr, dc = (float(v) for v in seg.SharedFunctionalGroupsSequence[0]
+                  .PixelMeasuresSequence[0].PixelSpacing)
+        rows, cols = np.nonzero(pixels[f])
+        pts.append((ipp + np.outer(cols * dc, iop[:3]) + np.outer(rows * dr, iop[3:])) @ LPS.T)
+    assert np.linalg.norm(np.concatenate(pts).mean(0) - LESION_RAS) < 1.5
+    sr = hd.sr.srread(write_sr(report, [mf], tmp_path / "sr.dcm"))
+    ev = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert [r.ReferencedSOPInstanceUID for r in ev.ReferencedSOPSequence] == [mf.SOPInstanceUID]
+    with pytest.raises(ValueError):  # a repeated frame is refused
+        write_seg(case.analysis.labels, [mf], tmp_path / "bad.dcm", frames=[(0, 0)] * len(frames))

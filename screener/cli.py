@@ -123,6 +123,9 @@ def setup_logging(verbose: int, log_file: str | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    from screener.hardening.logs import install
+
+    install(handlers)  # defence in depth: person names and file paths never reach a log
     logging.basicConfig(level=level, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

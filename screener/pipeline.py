@@ -147,12 +147,13 @@ def screen_study(study: Study, outdir: Path, *, config: dict[str, Any] | None = 
 def screen_inputs(inputs: list[str], outdir: Path, *, config: dict[str, Any] | None = None,
                   device: str = "auto") -> list[dict[str, Any]]:
     """Find the studies in `inputs` and screen each; returns their reports."""
+    from screener.hardening.logs import file_problem
     from screener.io import find_studies
 
     cfg = config if config is not None else load_config()
     found = find_studies(inputs, cfg)
     for err in found.errors:
-        log.warning("not read: %s", err.reason)
+        log.warning("not read: %s", file_problem(err.path, err.reason))  # no paths: names
     model = None
     reports = []
     for study in found.studies:
@@ -166,6 +167,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def run_screen_cli(args: argparse.Namespace) -> int:
+    from screener.hardening.logs import file_problem
     from screener.io import find_studies
 
     cfg = load_config(args.config)
@@ -173,7 +175,7 @@ def run_screen_cli(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     found = find_studies(args.inputs, cfg)
     for err in found.errors:
-        print(f"not read: {err.reason}", file=sys.stderr)
+        print(f"not read: {file_problem(err.path, err.reason)}", file=sys.stderr)
     if not found.studies:
         print("no study found in the inputs", file=sys.stderr)
         return 1

@@ -125,8 +125,7 @@ def evaluate_case(row: ManifestRow, record: dict[str, Any] | None, study: Any,
     if outputs.get("brain_mask") and (study_dir / outputs["brain_mask"]).exists():
         model_brain = _load_nifti(study_dir / outputs["brain_mask"])
     amap = outputs.get("anomaly_map")
-    if mask is not None and amap and (study_dir / amap).exists() and decision in (
-            "negative", "flagged"):
+    if mask is not None and amap and (study_dir / amap).exists() and _analysed(report):
         scores, aff = _load_nifti(study_dir / amap)
         case["model_voxel"] = score_map(scores, aff, mask[0], mask[1], voxel_threshold,
                                         decision == "flagged")

@@ -172,7 +172,7 @@ def test_malformed_datasets_are_refused_and_service_keeps_serving(tmp_path, serv
     from pynetdicom import AE
     from pydicom.uid import ExplicitVRLittleEndian
 
-    svc = serve_factory().start()
+    svc = serve_factory(overrides={"network_timeout_s": 3.0, "acse_timeout_s": 3.0}).start()
     files = make_study(tmp_path / "study", n_slices=6, size=16)
     no_uid = pydicom.dcmread(files[0])
     del no_uid.StudyInstanceUID
@@ -205,6 +205,9 @@ def test_malformed_datasets_are_refused_and_service_keeps_serving(tmp_path, serv
     assert svc.proc.poll() is None
     assert storescu(svc.port, files).returncode == 0
     wait_for(lambda: calls(svc.results), 30, "screening of the valid study")
+    # The broken association is cleaned up by the ACSE timeout (its slot is not lost).
+    wait_for(lambda: "association with  aborted" in svc.log_text()
+             or "shorter than expected" in svc.log_text(), 10, "the broken association noticed")
     assert [n for _, n in calls(svc.results)] == [6]
     assert "refused instance" in svc.log_text()
     assert svc.stop() == 0

@@ -213,12 +213,26 @@ def test_malformed_datasets_are_refused_and_service_keeps_serving(tmp_path, serv
     assert svc.stop() == 0
 
 
-def test_sigterm_is_a_graceful_stop(serve_factory):
+def test_sigterm_is_a_graceful_stop(tmp_path, serve_factory):
     svc = serve_factory().start()
     t0 = time.monotonic()
     assert svc.stop(signal.SIGTERM) == 0
     assert time.monotonic() - t0 < 15
     assert "stopped" in svc.log_text()
+    # SIGTERM in the middle of a transfer: exit 0, every acknowledged instance kept.
+    svc.start()
+    files = make_study(tmp_path / "study", n_slices=60, size=48)
+    sender = subprocess.Popen(["storescu", "-v", "-aet", "STORESCU", "-aec", "SCREENER", "-nh",
+                               LOOPBACK, str(svc.port), *map(str, files)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: len(list((svc.work / "spool").rglob("*.dcm"))) >= 10, 60, "10 spooled",
+             step=0.01)
+    assert svc.stop(signal.SIGTERM) == 0
+    out, _ = sender.communicate(timeout=60)
+    acked = _acknowledged(out)
+    assert len(acked) >= 10
+    assert source_sops([Path(a) for a in acked]) <= spooled_sops(svc.work / "spool")
+    assert "signal 15 received" in svc.log_text()
 
 
 def test_study_over_the_time_limit_is_indeterminate_and_the_service_goes_on(tmp_path, serve_factory):

@@ -39,14 +39,21 @@ def _calibration_and_benchmark(model: Any, config: dict[str, Any]) -> tuple[Any,
     return cal, bench
 
 
-def _source_datasets(volume: SeriesVolume) -> list[Any] | None:
-    """Headers of the source instances in slice order, when there is one file per slice."""
+def _source_datasets(volume: SeriesVolume) -> tuple[list[Any], list[tuple[int, int]] | None] | None:
+    """Headers of the source instances (slice order) and, for multi-frame sources, which
+    (file, frame) each slice came from; None for non-DICOM input."""
     import pydicom
 
     info = volume.info
-    if info.source != "dicom" or len(info.source_files) != volume.data.shape[2]:
+    if info.source != "dicom" or not info.source_files:
         return None
-    return [pydicom.dcmread(str(p), stop_before_pixels=True) for p in info.source_files]
+    datasets = [pydicom.dcmread(str(p), stop_before_pixels=True) for p in info.source_files]
+    frames = [tuple(f) for f in info.frames] if getattr(info, "frames", None) else None
+    if frames is not None and len(frames) != volume.data.shape[2]:
+        return None  # 4D or split series: slice -> frame mapping is not one to one
+    if frames is None and len(datasets) != volume.data.shape[2]:
+        return None
+    return datasets, frames  # type: ignore[return-value]
 
 
 def write_study_outputs(study: Study, results: list[Any], study_reasons: list[str], folder: Path,
@@ -62,7 +69,13 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
     folder.mkdir(parents=True, exist_ok=True)
     dc = decide_config(config)
     used = [r for r in results if r.used and r.analysis is not None]
-    cal, bench = _calibration_and_benchmark(model, config)
+    try:
+        cal, bench = _calibration_and_benchmark(model, config)
+    except Exception as exc:  # a broken calibration/benchmark file: no operating point, fail closed
+        log.error("calibration or benchmark unreadable: %s", type(exc).__name__)
+        cal, bench = None, None
+        study_reasons = list(study_reasons) + [
+            f"model_files_unreadable: calibration/benchmark could not be read ({type(exc).__name__})"]
     limits = [resolution_limits(r.info.voxel_mm, r.info.slice_thickness_mm, r.info.slice_gap_mm,
                                 bench, dc.min_size_sensitivity, dc.resolution_aggregate,
                                 dc.slice_tolerance_mm) for r in used]
@@ -79,8 +92,13 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
         try:
             from screener.report.overlay import write_overlay
 
+            score = decision.abnormality_score
             write_overlay(vol.data, vol.affine, primary.prediction.lesion_prob,
-                          primary.analysis.labels, folder / "overlay.png", config)
+                          primary.analysis.labels, folder / "overlay.png", config,
+                          findings=[f.to_dict() for f in decision.findings
+                                    if f.series == vol.info.series_instance_uid],
+                          brain_mask=primary.prediction.brain_prob >= dc.brain_threshold,
+                          title=f"{decision.decision.value} (score {score:.2f})")
             outputs["overlay"] = "overlay.png"
         except Exception:  # a picture must never cost the decision; logged for the operator
             log.exception("overlay not written")
@@ -102,13 +120,14 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
 
     report = build(outputs)
     if primary is not None:
-        sources = _source_datasets(primary.volume)
-        if sources is not None:
+        src = _source_datasets(primary.volume)
+        if src is not None:
             from screener.report.dicom import write_sr, write_seg
 
+            sources, frames = src
             try:
                 if write_seg(primary.analysis.labels > 0, sources, folder / "seg.dcm", report,
-                             config) is not None:
+                             config, frames=frames) is not None:
                     outputs["seg"] = "seg.dcm"
                 write_sr(report, sources, folder / "sr.dcm", config)
                 outputs["sr"] = "sr.dcm"

@@ -137,3 +137,16 @@ def test_dask_cluster_real_pipeline(dask_cluster, tmp_path, caplog):
     not_assessed = s["counts"]["indeterminate"] + s["counts"]["failed"]
     assert not_assessed >= 3
     assert all(r["decision"] in ("negative", "flagged", "indeterminate") for r in reports.values())
+
+
+def test_dask_local_cluster_toy_screen(tmp_path, monkeypatch, caplog):
+    """`--dask local`: a LocalCluster on 127.0.0.1, closed at the end (no processes left)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    root = tmp_path / "dicom"
+    for i in range(6):
+        make_dicom_study(root, f"s{i}", bright=i % 2 == 1, seed=i)
+    out = tmp_path / "out"
+    res = run_batch([root], out, toy_config(), dask="local", workers=2)
+    assert res.summary["counts"] == {"negative": 3, "flagged": 3, "indeterminate": 0, "failed": 0}
+    assert res.summary["executor"] == "dask LocalCluster x2"
+    assert set(res.summary["model_loads_per_worker"].values()) == {1}

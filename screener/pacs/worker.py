@@ -90,6 +90,9 @@ class StudyWorker:
         previous = self.state.study(study_uid)
         log.info("screening study %s (generation %d, %d instances)", key, generation,
                  self.state.instance_count(study_uid))
+        if previous is not None and previous.screen_count > 0:
+            # Keep the report this screening will supersede (the pipeline overwrites it).
+            self._keep_superseded(previous.report_path, study_uid, previous.screened_generation)
         result = self.runner.screen(study_uid, self.spool.study_dir(study_uid), self.results_dir)
         if self.stop_event.is_set() and result.error:
             # Interrupted by shutdown, not a verdict on the study: screen it again after restart.
@@ -101,8 +104,6 @@ class StudyWorker:
         if decision not in ("negative", "flagged", "indeterminate"):
             decision = "indeterminate"
         report_path = result.report_dir / "report.json"
-        if previous is not None and previous.screen_count > 0:
-            self._keep_superseded(previous.report_path, study_uid, previous.screened_generation)
         outputs = []
         outs = report.get("outputs") or {}
         for kind in ("sr", "seg"):

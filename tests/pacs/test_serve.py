@@ -148,8 +148,12 @@ def test_late_instance_reopens_study_and_new_report_supersedes(tmp_path, serve_f
     assert storescu(svc.port, late).returncode == 0
     wait_for(lambda: len(calls(svc.results)) == 2, 30, "second screening")
     assert [n for _, n in calls(svc.results)] == [10, 15]
-    superseded = list((svc.results / "_superseded").rglob("report.gen*.json"))
-    assert len(superseded) == 1
+    import json
+
+    [superseded] = list((svc.results / "_superseded").rglob("report.gen*.json"))
+    assert json.loads(superseded.read_text())["instances"] == 10
+    [current] = list(svc.results.glob("fake-*/report.json"))
+    assert json.loads(current.read_text())["instances"] == 15
     wait_for(lambda: ident.study_instance_uid in (svc.results / "worklist.csv").read_text(), 10,
              "the worklist")
     assert "flagged" in (svc.results / "worklist.csv").read_text()

@@ -11,6 +11,7 @@ study-UID hashes only, never patient identifiers.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -56,6 +57,29 @@ class BatchResult:
 
 class OutputLockedError(RuntimeError):
     """Another batch is writing into the same OUTDIR."""
+
+
+class IdentityMismatchError(RuntimeError):
+    """OUTDIR holds results of another model, calibration or config."""
+
+
+def _check_identity(outdir: Path, config: dict[str, Any], force: bool) -> None:
+    """Refuse to resume into results made by something else; record the identity otherwise."""
+    from screener.batching.identity import run_identity
+
+    path = outdir / "batch_identity.json"
+    current = run_identity(config)
+    if path.exists() and not force:
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            previous = None
+        if previous != current:
+            changed = sorted(k for k in current if (previous or {}).get(k) != current[k])
+            raise IdentityMismatchError(
+                f"{outdir} holds results of another model/calibration/config (changed: "
+                f"{', '.join(changed)}); use --force to redo them or a new output folder")
+    write_json_atomic(path, current)
 
 
 def _lock_outdir(outdir: Path) -> Any:
@@ -130,6 +154,7 @@ def run_batch(
     t0 = time.time()
     try:
         _clean_leftovers(out)
+        _check_identity(out, config, force)
         tasks, problems = collect_tasks(roots, config, find_studies=resolve(cfg.discover_function),
                                         dir_name=resolve(cfg.study_dir_name))
         by_key = {t.key: t for t in tasks}
@@ -220,7 +245,7 @@ def _summary(records: list[dict[str, Any]], problems: list[dict[str, Any]], n_to
     loads = {}
     for r in records:
         w = r.get("worker") or {}
-        if w.get("pid") is not None:
+        if w.get("pid") is not None and r["status"] == "done":
             key = f"{w.get('host')}:{w['pid']}"
             loads[key] = max(loads.get(key, 0), int(w.get("model_loads_in_process", 0)))
     return {
@@ -249,7 +274,7 @@ def run_batch_cli(args: argparse.Namespace) -> int:
     try:
         result = run_batch(args.roots, args.output, config, workers=args.workers, dask=args.dask,
                            scheduler=args.scheduler, force=args.force, device=args.device)
-    except OutputLockedError as exc:
+    except (OutputLockedError, IdentityMismatchError) as exc:
         print(f"screener batch: {exc}", file=sys.stderr)
         return 2
     s = result.summary

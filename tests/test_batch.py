@@ -122,3 +122,19 @@ def test_folder_of_unreadable_files_is_a_failed_row(tmp_path):
         f = s["failures"][0]
         assert f["stage"] == "discover" and f["where"].endswith("junk")
         assert (out / "errors" / f"{f['key']}.json").exists()
+
+
+def test_rerun_with_other_config_refuses_to_mix_results(tree, tmp_path):
+    from screener.batch import IdentityMismatchError
+
+    out = tmp_path / "out"
+    run_batch([tree], out, fake_config(), workers=0)
+    other = fake_config()
+    other["decide"] = dict(other.get("decide") or {}, voxel_threshold=0.9)
+    with pytest.raises(IdentityMismatchError, match="config_sha256"):
+        run_batch([tree], out, other, workers=0)
+    # Run-only settings (batch section) do not change the identity.
+    same = fake_config()
+    same["batch"]["threads_per_worker"] = 2
+    assert run_batch([tree], out, same, workers=0).summary["skipped_complete"] == 5
+    assert run_batch([tree], out, other, workers=0, force=True).summary["skipped_complete"] == 0

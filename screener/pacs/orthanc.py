@@ -102,12 +102,13 @@ class OrthancWatcher:
             return 0
         series_ids = {i.get("ParentSeries") for i in new}
         n = 0
-        for series_id in sorted(s for s in series_ids if s):
-            series = self._get(f"/series/{series_id}")
-            series_uid = series.get("MainDicomTags", {}).get("SeriesInstanceUID", "")
-            n += self._pull_series(study_uid, str(series_uid))
-        if n:
-            state.make_due_now(study_uid, self.settings.quiet_period_s)
+        with state.holding(study_uid):  # screened only once the whole study is here
+            for series_id in sorted(s for s in series_ids if s):
+                series = self._get(f"/series/{series_id}")
+                series_uid = series.get("MainDicomTags", {}).get("SeriesInstanceUID", "")
+                n += self._pull_series(study_uid, str(series_uid))
+            if n:
+                state.make_due_now(study_uid, self.settings.quiet_period_s)
         log.info("study %s stable: %d new instances pulled", short_hash(study_uid), n)
         self.pulled += n
         return n

@@ -79,6 +79,21 @@ class ServiceState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        self._held: dict[str, int] = {}  # studies being fetched: not due until released
+
+    @contextmanager
+    def holding(self, study_uid: str) -> Iterator[None]:
+        """Keep a study from being screened while its instances are being fetched (in memory:
+        after a crash the fetch is redone, and recover() restarts the quiet period)."""
+        with self._lock:
+            self._held[study_uid] = self._held.get(study_uid, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held[study_uid] -= 1
+                if not self._held[study_uid]:
+                    del self._held[study_uid]
 
     def close(self) -> None:
         with self._lock:
@@ -162,11 +177,13 @@ class ServiceState:
             return [r[0] for r in self._db.execute(
                 "SELECT study_uid FROM studies WHERE generation > screened_generation "
                 "AND status='idle' AND last_received <= ? ORDER BY last_received",
-                (now - quiet_period_s,))]
+                (now - quiet_period_s,)) if r[0] not in self._held]
 
     def claim(self, study_uid: str) -> int | None:
         """Mark a due study as being screened; returns the generation the screening covers."""
         with self._tx() as db:
+            if study_uid in self._held:
+                return None
             row = db.execute("SELECT generation FROM studies WHERE study_uid=? AND status='idle' "
                              "AND generation > screened_generation", (study_uid,)).fetchone()
             if row is None:

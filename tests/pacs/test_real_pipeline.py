@@ -26,7 +26,7 @@ from test_serve import assert_no_phi, wait_for
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 PROBE = ("from screener.config import load_config; from screener.pipeline import load_model; "
-         "import screener.report.build; load_model(load_config(), 'cpu')")
+         "load_model(load_config(), 'cpu')")
 
 
 @functools.lru_cache(maxsize=1)

@@ -35,6 +35,9 @@ def test_generations_duplicates_and_exactly_once(tmp_path: Path):
     assert st.record_instance("1.2", "9", "8", "p2", "h2", now=t0)
     assert not st.record_instance("1.2", "9", "8", "p2", "h2", now=t0)  # identical duplicate
     assert st.due_studies(10.0) == ["9"]
+    with st.holding("9"):  # being fetched: not due, cannot be claimed
+        assert st.due_studies(10.0) == [] and st.claim("9") is None
+    assert st.due_studies(10.0) == ["9"]
     gen = st.claim("9")
     assert gen == 2 and st.claim("9") is None  # claimed once
     assert st.due_studies(10.0) == []

@@ -126,13 +126,35 @@ def series_headers(ds: Any) -> dict[str, Any]:
     return out
 
 
+def declared_frames(ds: Any) -> int:
+    """NumberOfFrames as the largest value any reader could take from the header.
+
+    The element is read both as text (IS, what the standard says) and as pydicom converts it
+    (a file may encode it with another VR, e.g. US): the size checks must hold for whichever
+    value a decoder later uses. 1 when absent; a non-positive value is returned as it is.
+    """
+    values = []
+    text = RawHeader(ds).integer("NumberOfFrames")
+    if text is not None:
+        values.append(text)
+    try:
+        converted = as_int(ds.get("NumberOfFrames"))
+    except Exception:  # noqa: BLE001 - an unconvertible value counts as absent here
+        converted = None
+    if converted is not None:
+        values.append(converted)
+    if not values:
+        return 1
+    return min(values) if min(values) <= 0 else max(values)
+
+
 def _check_size(ds: Any, path: Path, limits: Any) -> None:
     """Refuse absurd declared sizes before any pixel is read or allocated."""
     raw = RawHeader(ds)
     rows, cols = raw.us("Rows"), raw.us("Columns")
     if rows is None or cols is None:
         return
-    frames = raw.integer("NumberOfFrames") or 1
+    frames = declared_frames(ds)
     samples = raw.us("SamplesPerPixel") or 1
     bits = raw.us("BitsAllocated") or 16
     if rows <= 0 or cols <= 0 or frames <= 0:
@@ -152,6 +174,11 @@ def _check_size(ds: Any, path: Path, limits: Any) -> None:
         raise UnreadableFileError(
             f"{path}: truncated, file holds {path.stat().st_size} bytes but declares "
             f"{nbytes} bytes of pixel data")
+    # Encapsulated pixel data: every frame is at least one fragment with an 8-byte item header.
+    if ts not in UNCOMPRESSED_SYNTAXES and path.stat().st_size < 8 * frames:
+        raise UnreadableFileError(
+            f"{path}: truncated, file holds {path.stat().st_size} bytes, too few for the "
+            f"{frames} compressed frames it declares")
 
 
 def _mosaic_tiles(ds: Any) -> tuple[int, np.ndarray] | None:
@@ -227,7 +254,7 @@ def enhanced_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameRec
     """Records of an enhanced multi-frame file, one per frame, from its functional groups."""
     shared = first_item(ds, "SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
-    n = as_int(ds.get("NumberOfFrames")) or 1
+    n = declared_frames(ds)  # the value _check_size bounded
     if len(per_frame) not in (0, n):
         raise UnreadableFileError(f"{path}: PerFrameFunctionalGroupsSequence has "
                                   f"{len(per_frame)} items for {n} frames")

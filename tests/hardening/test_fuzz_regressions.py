@@ -1,0 +1,72 @@
+"""Inputs the fuzzer found mishandled, kept as regression tests (each fixed in its own commit)."""
+
+from __future__ import annotations
+
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from screener.errors import InputError
+from screener.hardening.mutate import _raw_element, _read, _write
+from screener.io import find_studies, load_series
+
+
+def _one_file(tmp_path: Path, n_slices: int = 1) -> Path:
+    from screener.io.dicom_writer import write_mr_series
+
+    vol = np.random.default_rng(0).normal(200, 20, (16, 12, n_slices))
+    return write_mr_series(vol, np.diag([2.0, 2.0, 3.0, 1.0]), tmp_path / "src")[0]
+
+
+def _ingest(folder: Path) -> list[str]:
+    """Outcome names of every series (or file error) in `folder`."""
+    found = find_studies([folder])
+    out = [e.kind for e in found.errors]
+    for st in found.studies:
+        for s in st.series:
+            try:
+                load_series(s)
+                out.append("parsed")
+            except InputError as exc:
+                out.append(type(exc).__name__)
+    return out
+
+
+@pytest.mark.parametrize("encoding", ["US", "UL"])
+def test_number_of_frames_with_a_binary_vr_is_bounded(tmp_path, encoding):
+    """NumberOfFrames written as US/UL: the text reading gave 1 frame (size checks passed)
+    while pydicom read 65535, so 65535 frame records were built (~7 s per file)."""
+    src = _one_file(tmp_path)
+    ds = _read(src.read_bytes())
+    raw = struct.pack("<H", 65535) if encoding == "US" else struct.pack("<I", 65535)
+    _raw_element(ds, 0x00280008, encoding, raw)
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "a.dcm").write_bytes(_write(ds))
+    t0 = time.perf_counter()
+    assert _ingest(case) == ["UnreadableFileError"]  # truncated: 65535 frames declared
+    assert time.perf_counter() - t0 < 3.0
+
+
+def test_compressed_file_declaring_more_frames_than_it_can_hold(tmp_path):
+    """Encapsulated pixel data needs >= 8 bytes per frame; 90000 frames in a few kB is refused
+    from the header, before frame records or a decode buffer are made."""
+    from pydicom.uid import RLELossless
+
+    src = _one_file(tmp_path)
+    ds = _read(src.read_bytes())
+    ds.compress(RLELossless)
+    ds.NumberOfFrames = 90000
+    case = tmp_path / "case"
+    case.mkdir()
+    ds.save_as(case / "a.dcm", enforce_file_format=True)
+    t0 = time.perf_counter()
+    assert _ingest(case) == ["UnreadableFileError"]
+    assert time.perf_counter() - t0 < 3.0
+    # The same file with its true frame count still reads.
+    ds.NumberOfFrames = 1
+    ds.save_as(case / "a.dcm", enforce_file_format=True)
+    assert _ingest(case) == ["parsed"]

@@ -31,15 +31,32 @@ NON_IMAGE_CLASSES = ("1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.11.
                      "1.2.840.10008.5.1.4.1.1.481.")
 
 
-def _walk(root: Path, cfg: IOConfig) -> Iterator[Path]:
+def _walk(root: Path, cfg: IOConfig, errors: list[FileError] | None = None) -> Iterator[Path]:
+    """Files under `root`, sorted. Symbolic links are not followed out of the tree: linked
+    folders are not entered, and a linked file is read only when its target lies inside `root`
+    (others become FileErrors)."""
     count = 0
+    base = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
             count += 1
             if count > cfg.max_files:
                 raise InputError(f"{root}: more than {cfg.max_files} files, refused")
-            yield Path(dirpath) / name
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                try:
+                    target = path.resolve(strict=True)
+                    inside = target.is_relative_to(base) and target.is_file()
+                except (OSError, RuntimeError):
+                    inside = False
+                if not inside:
+                    if errors is not None:
+                        errors.append(FileError(str(path), f"{path}: symbolic link to a target "
+                                                "outside the input folder (or dangling): not "
+                                                "followed", "UnreadableFileError"))
+                    continue
+            yield path
 
 
 def _is_dicom_suffix(path: Path, cfg: IOConfig) -> bool:
@@ -138,7 +155,7 @@ def _expand(inputs: Sequence[str | Path], cfg: IOConfig, errors: list[FileError]
             errors.append(FileError(str(p), f"{p}: no such file or folder", "InputError"))
             continue
         if p.is_dir():
-            for f in _walk(p, cfg):
+            for f in _walk(p, cfg, errors):
                 if archive.is_zip(f):
                     yield from _expand_zip(f, cfg, errors)
                 else:
@@ -160,7 +177,7 @@ def _expand_zip(path: Path, cfg: IOConfig, errors: list[FileError]) -> Iterator[
     except InputError as exc:
         errors.append(FileError(str(path), str(exc), type(exc).__name__))
         return
-    yield from _walk(root, cfg)
+    yield from _walk(root, cfg, errors)
 
 
 def find_studies(inputs: Sequence[str | Path], config: dict[str, Any] | IOConfig | None = None

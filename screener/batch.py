@@ -277,6 +277,10 @@ def run_batch_cli(args: argparse.Namespace) -> int:
     except (OutputLockedError, IdentityMismatchError) as exc:
         print(f"screener batch: {exc}", file=sys.stderr)
         return 2
+    except (OSError, TimeoutError) as exc:
+        # e.g. no dask scheduler at --scheduler, or OUTDIR not writable
+        print(f"screener batch: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     s = result.summary
     c = s["counts"]
     print(f"{s['studies']} studies: {c['flagged']} flagged, {c['indeterminate']} indeterminate, "

@@ -137,7 +137,11 @@ def _tasks_for(discovery: Any, dir_name: Callable[[Study], str],
             reason = reason[len(path):].lstrip(": ")  # the folder is given once, below
         kind = str(getattr(err, "kind", type(err).__name__))
         problems.append({"stage": "discover", "error": kind, "message": reason[:300]})
-        by_dir.setdefault(str(Path(path).parent) if path else "", []).append((kind, reason))
+        # Group by the folder holding the file (an input that is itself missing or a folder
+        # stands for itself).
+        p = Path(path)
+        folder = str(p.parent) if path and p.is_file() else path
+        by_dir.setdefault(folder, []).append((kind, reason))
     for folder, errs in sorted(by_dir.items()):
         if folder in used_dirs:
             continue  # the study formed without these files; QC judges what is missing

@@ -220,8 +220,10 @@ def _reset_peak() -> None:
         pass
 
 
-def _child(conn: Any, target: str, config: dict[str, Any], headroom_bytes: int) -> None:
-    """Child loop: import the target, cap the address space, run cases as they come."""
+def _child(conn: Any, target: str, config: dict[str, Any], headroom_bytes: int,
+           warmup: str | None = None) -> None:
+    """Child loop: import the target (and run it once on `warmup`, so lazy imports are not
+    charged to the first case), cap the address space, run cases as they come."""
     import resource
     import warnings
 
@@ -229,6 +231,12 @@ def _child(conn: Any, target: str, config: dict[str, Any], headroom_bytes: int) 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     func = _resolve(target)
     importlib.import_module("screener.pipeline")  # import cost not charged to the first case
+    if warmup:
+        with tempfile.TemporaryDirectory() as out:
+            try:
+                func(warmup, config, out)
+            except Exception:  # noqa: BLE001 - warm-up only
+                pass
     limit = _status_kb("VmSize") * 1024 + headroom_bytes
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     conn.send(("ready", None))
@@ -287,13 +295,15 @@ class Sandbox:
 
     def __init__(self, config: dict[str, Any], *, time_limit_s: float = 10.0,
                  rss_limit_mb: float = 1536.0, headroom_mb: float = 3072.0,
-                 target: str = TARGET, startup_s: float = 180.0) -> None:
+                 target: str = TARGET, startup_s: float = 180.0,
+                 warmup: Path | None = None) -> None:
         self.config = config
         self.time_limit_s = time_limit_s
         self.rss_limit_mb = rss_limit_mb
         self.headroom = int(headroom_mb * 1024 * 1024)
         self.target = target
         self.startup_s = startup_s
+        self.warmup = str(warmup) if warmup else None
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Any = None
@@ -302,7 +312,7 @@ class Sandbox:
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(target=_child, args=(child, self.target, self.config,
-                                                      self.headroom), daemon=True)
+                                                      self.headroom, self.warmup), daemon=True)
         proc.start()
         child.close()
         try:
@@ -414,7 +424,12 @@ def run_fuzz(seeds: Sequence[Seed], n: int, config: dict[str, Any], *, seed: int
     own = workdir is None
     root = Path(tempfile.mkdtemp(prefix="screener-fuzz-")) if own else Path(workdir)  # type: ignore[arg-type]
     try:
-        with Sandbox(config, time_limit_s=time_limit_s, rss_limit_mb=rss_limit_mb) as box:
+        warm = root / "warmup"
+        warm.mkdir(parents=True, exist_ok=True)
+        for name, data in seeds[0].files:
+            (warm / name).write_bytes(data)
+        with Sandbox(config, time_limit_s=time_limit_s, rss_limit_mb=rss_limit_mb,
+                     warmup=warm) as box:
             for i, m in make_cases(seeds, n, seed):
                 case = root / f"case-{i:05d}"
                 out = root / f"out-{i:05d}"

@@ -44,6 +44,7 @@ class BatchConfig:
     dask_retries: int = 1            # dask re-runs a task once if its worker dies
     dask_connect_timeout_s: float = 30.0
     progress: bool = True            # tqdm bar on stderr (rate and ETA)
+    study_time_limit_s: float = 900.0  # per-study screening limit; past it: failed (0 = none)
 
 
 @dataclass
@@ -181,7 +182,8 @@ def run_batch(
         settings = WorkerSettings(outdir=str(out), config=config, device=device,
                                   screen_function=cfg.screen_function,
                                   model_loader=cfg.model_loader,
-                                  threads_per_worker=cfg.threads_per_worker, force=force)
+                                  threads_per_worker=cfg.threads_per_worker, force=force,
+                                  study_time_limit_s=cfg.study_time_limit_s)
         counts: Counter[str] = Counter(_outcome(r) for r in records)
         results = (_enrich(r, by_key[r["key"]])
                    for r in _execute(todo, settings, cfg, workers, dask, scheduler))

@@ -43,6 +43,7 @@ class WorkerSettings:
     model_loader: str
     threads_per_worker: int
     force: bool = False
+    study_time_limit_s: float = 0.0  # 0 = no limit (screener.hardening.timelimit)
 
 
 def resolve(spec: str) -> Any:
@@ -144,7 +145,10 @@ def run_task(task: BatchTask, settings: WorkerSettings) -> dict[str, Any]:
         stage = "screen"
         staging.mkdir(parents=True)
         screen = resolve(settings.screen_function)
-        screen(task.study, staging, config=settings.config, model=model)
+        from screener.hardening.timelimit import time_limit
+
+        with time_limit(settings.study_time_limit_s, f"study {task.uid_hash}"):
+            screen(task.study, staging, config=settings.config, model=model)
         stage = "publish"
         produced = [p for p in staging.iterdir() if p.is_dir()]
         if len(produced) != 1:

@@ -117,8 +117,9 @@ def test_rate_by_bin():
 
 
 def test_indeterminate_but_analysed_study_counts_in_ranking_only():
-    # The normal study was analysed (score 0.95) but left indeterminate: it ranks above one
-    # abnormal study (AUROC 1/2 of 2 pairs... = 0.5), and is referred at the operating point.
+    # The normal study was analysed (score 0.95) but left indeterminate: of the two
+    # abnormal/normal pairs, (0.99, 0.95) is ordered right and (0.2, 0.95) wrong -> AUROC 0.5;
+    # at the operating point it is referred (a false positive).
     r = m.study_level([True, False, True], ["flagged", "indeterminate", "negative"],
                       [0.99, 0.95, 0.2], [0.9, None, 0.6], n_boot=0)
     assert r["ranking"]["n"] == 3 and r["ranking"]["auroc"]["value"] == pytest.approx(0.5)

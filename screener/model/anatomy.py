@@ -58,18 +58,12 @@ def tissue_of(label: int) -> Tissue:
     return Tissue.NONBRAIN
 
 
-def load_label_map(path: str | Path, all_labels: np.ndarray) -> LabelMap:
-    """Read one label map, reorient to RAS and map labels onto the shared compact index."""
-    import nibabel as nib
-
-    img = nib.as_closest_canonical(nib.load(str(path)))
-    data = np.asarray(img.dataobj).astype(np.int32)
+def _to_label_map(img, data: np.ndarray, all_labels: np.ndarray) -> LabelMap:
     lut = np.zeros(int(all_labels.max()) + 1, dtype=np.float32)
     lut[all_labels] = np.arange(len(all_labels), dtype=np.float32)
-    index = lut[data]
     tissue = np.array([tissue_of(int(v)) for v in all_labels], dtype=np.int64)
     deep = np.array([int(v) in DEEP_GM_LABELS for v in all_labels])
-    return LabelMap(index=index, affine=img.affine.astype(np.float64), labels=all_labels,
+    return LabelMap(index=lut[data], affine=img.affine.astype(np.float64), labels=all_labels,
                     tissue=tissue, deep_grey=deep)
 
 
@@ -81,15 +75,15 @@ def find_label_maps(folder: str | Path) -> list[Path]:
 
 
 def load_all(folder: str | Path, limit: int | None = None) -> list[LabelMap]:
-    """Load the label maps of `folder` sharing one compact label index."""
+    """Load the label maps of `folder` (RAS) sharing one compact label index."""
     import nibabel as nib
 
-    paths = find_label_maps(folder)[:limit]
+    loaded = []
     values: set[int] = {0}
-    raw = []
-    for p in paths:
-        img = nib.load(str(p))
-        raw.append(p)
-        values.update(int(v) for v in np.unique(np.asarray(img.dataobj)))
+    for p in find_label_maps(folder)[:limit]:
+        img = nib.as_closest_canonical(nib.load(str(p)))
+        data = np.asarray(img.dataobj).astype(np.int32)
+        values.update(int(v) for v in np.unique(data))
+        loaded.append((img, data))
     all_labels = np.array(sorted(values), dtype=np.int64)
-    return [load_label_map(p, all_labels) for p in raw]
+    return [_to_label_map(img, data, all_labels) for img, data in loaded]

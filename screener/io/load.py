@@ -17,13 +17,14 @@ import numpy as np
 
 from screener.errors import InputError, ResourceLimitError, SeriesReadError, UnreadableFileError
 from screener.io.rawpixels import pixel_dtype, read_raw
-from screener.io.records import file_header
+from screener.io.records import declared_frames, file_header
 from screener.io.series import short_hash
 from screener.io.settings import IOConfig, io_config
 from screener.types import SeriesInfo, SeriesVolume
 
 log = logging.getLogger(__name__)
 
+JPEG_FAMILY = "1.2.840.10008.1.2.4."  # JPEG, JPEG-LS, JPEG 2000, HTJ2K (and video, excluded)
 REFUSING = ("missing_slices", "uneven_spacing", "duplicate_positions", "inconsistent_orientation",
             "no_geometry", "absurd_size")
 
@@ -52,6 +53,34 @@ def _tiles(pixels: np.ndarray, n: int, rows: int, cols: int) -> np.ndarray:
     return out
 
 
+def _check_codestreams(ds: Any, path: Any) -> None:
+    """Refuse JPEG-family frames that do not end in their end-of-image marker (FFD9).
+
+    JPEG, JPEG-LS and JPEG 2000 decoders return an image from a truncated codestream without
+    an error (half a JPEG-LS frame decoded to an image with half its pixels wrong), so the
+    completeness of each frame is checked before decoding. RLE decoding checks its own lengths.
+    """
+    from pydicom.encaps import generate_frames
+
+    ts = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or "")
+    if not ts.startswith(JPEG_FAMILY) or "PixelData" not in ds:
+        return
+    if ts.rsplit(".", 1)[-1].isdigit() and 100 <= int(ts.rsplit(".", 1)[-1]) <= 108:
+        return  # MPEG/HEVC video streams: no per-frame end marker
+    n = declared_frames(ds)
+    try:
+        frames = list(generate_frames(ds.PixelData, number_of_frames=n))
+    except Exception as exc:  # noqa: BLE001 - malformed encapsulation
+        raise SeriesReadError(f"{path}: encapsulated pixel data malformed "
+                              f"({type(exc).__name__})") from None
+    if len(frames) != n:
+        raise SeriesReadError(f"{path}: {len(frames)} compressed frames for {n} declared")
+    for k, frame in enumerate(frames):
+        if frame.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+            raise SeriesReadError(f"{path}: compressed frame {k + 1} of {n} is truncated "
+                                  "(no end-of-image marker): refused")
+
+
 def _decode(path: Any, cfg: IOConfig, expect_sop: str) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """All 2D images of one file, shape (n, rows, cols), with (slope, intercept) per image."""
     import pydicom
@@ -65,6 +94,7 @@ def _decode(path: Any, cfg: IOConfig, expect_sop: str) -> tuple[np.ndarray, list
     head = file_header(ds, path, cfg)
     if (int(ds.get("SamplesPerPixel", 1) or 1)) != 1:
         raise SeriesReadError(f"{path}: colour images (SamplesPerPixel > 1) are not MR volumes")
+    _check_codestreams(ds, path)
     try:
         pixels = ds.pixel_array
     except Exception as exc:

@@ -70,3 +70,32 @@ def test_compressed_file_declaring_more_frames_than_it_can_hold(tmp_path):
     ds.NumberOfFrames = 1
     ds.save_as(case / "a.dcm", enforce_file_format=True)
     assert _ingest(case) == ["parsed"]
+
+
+def _conformance(name: str) -> Path:
+    p = Path(__file__).resolve().parents[2].parent / "shared" / "dicom-conformance" / name
+    if not p.exists():
+        pytest.skip(f"{p} not available")
+    return p
+
+
+@pytest.mark.parametrize("name", ["dcm_qa_ts/In/5.dcm", "dcm_qa_ts/In/7.dcm",
+                                  "dcm_qa_ts/In/9.dcm",
+                                  "dcm_qa_ts/In/8.dcm"])
+def test_truncated_jpeg_family_codestream_is_refused_not_decoded(tmp_path, name):
+    """Half a JPEG-LS frame decoded without error into an image with ~50% wrong pixels (a
+    'parsed' series the screener would have assessed). Each frame must end in FFD9."""
+    src = _conformance(name)
+    ds = _read(src.read_bytes())
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "a.dcm").write_bytes(_write(ds))
+    assert _ingest(case) == ["parsed"]  # intact: reads
+    from pydicom.encaps import encapsulate, generate_frames
+
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=n))
+    frames[-1] = frames[-1][:len(frames[-1]) // 2]  # well-formed items, truncated codestream
+    ds.PixelData = encapsulate(frames)
+    (case / "a.dcm").write_bytes(_write(ds))
+    assert _ingest(case) == ["SeriesReadError"]

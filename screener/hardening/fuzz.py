@@ -249,7 +249,7 @@ def _child(conn: Any, target: str, config: dict[str, Any], headroom_bytes: int,
             return
         case_dir, out_dir = request
         _reset_peak()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             res = func(case_dir, config, out_dir)
         except MemoryError:
@@ -260,6 +260,7 @@ def _child(conn: Any, target: str, config: dict[str, Any], headroom_bytes: int,
             res = {"outcome": "crash", "detail": f"{type(exc).__name__}: {str(exc)[:200]} "
                                                  f"at {where}"}
         res["seconds"] = round(time.perf_counter() - t0, 3)
+        res["cpu_seconds"] = round(time.process_time() - c0, 3)
         res["peak_rss_mb"] = round(_status_kb("VmHWM") / 1024, 1)
         conn.send(("done", res))
 
@@ -276,6 +277,7 @@ class CaseResult:
     why: str = ""
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    cpu_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -438,7 +440,8 @@ def run_fuzz(seeds: Sequence[Seed], n: int, config: dict[str, Any], *, seed: int
                     (case / name).write_bytes(data)
                 res = box.run(case, out)
                 r = CaseResult(i, m.seed, m.kind, m.detail, res["outcome"], res.get("detail", ""),
-                               res.get("seconds", 0.0), res.get("peak_rss_mb", 0.0))
+                               res.get("seconds", 0.0), res.get("peak_rss_mb", 0.0),
+                               res.get("cpu_seconds", 0.0))
                 tally.results.append(r)
                 shutil.rmtree(case, ignore_errors=True)
                 shutil.rmtree(out, ignore_errors=True)

@@ -1,8 +1,10 @@
 """Fuzzing ingestion: mutated series from generated studies and ../shared/dicom-conformance.
 
 Every case must end in a parsed (sane) series, a typed InputError or skipped non-DICOM, and a
-study that forms gets an `indeterminate` report.json; no crash, no case over 10 s, peak RSS of
-each case under 1.5 GB (each case runs in a sandboxed child with RLIMIT_AS). The first test
+study that forms gets an `indeterminate` report.json; no crash, no case over 10 s of CPU (the
+child is killed past 30 s of wall time: this machine's cores are shared with training, so wall
+time is not a measure of the case), peak RSS of each case under 1.5 GB (each case runs in a
+sandboxed child with RLIMIT_AS). The first test
 shows the sandbox itself catches crashes, hangs, memory hogs and dying children.
 `benchmarks/fuzz.py` runs thousands of cases and prints the tally.
 """
@@ -17,6 +19,7 @@ from screener.config import load_config
 from screener.hardening import fuzz
 from screener.hardening.mutate import MUTATIONS
 
+WALL_LIMIT_S = 30.0
 CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "dicom-conformance"
 
 
@@ -43,13 +46,14 @@ def _check(tally: fuzz.Tally, n: int) -> None:
     assert set(tally.by_kind()) == set(MUTATIONS)
     counts = tally.counts
     assert counts["parsed"] > 0 and counts["typed_error"] > 0
-    assert max(r.seconds for r in tally.results) < 10.0
+    assert max(r.cpu_seconds for r in tally.results) < 10.0
     assert max(r.peak_rss_mb for r in tally.results) < 1536.0
 
 
 def test_fuzz_generated_series(tmp_path):
     seeds = fuzz.generated_seeds(tmp_path / "seeds")
-    tally = fuzz.run_fuzz(seeds, 150, load_config(), seed=11, workdir=tmp_path / "cases")
+    tally = fuzz.run_fuzz(seeds, 150, load_config(), seed=11, workdir=tmp_path / "cases",
+                          time_limit_s=WALL_LIMIT_S)
     _check(tally, 150)
 
 
@@ -58,7 +62,8 @@ def test_fuzz_conformance_files(tmp_path):
         pytest.skip(f"{CONFORMANCE} not available")
     seeds = fuzz.conformance_seeds(CONFORMANCE)
     assert len(seeds) >= 15
-    tally = fuzz.run_fuzz(seeds, 150, load_config(), seed=12, workdir=tmp_path / "cases")
+    tally = fuzz.run_fuzz(seeds, 150, load_config(), seed=12, workdir=tmp_path / "cases",
+                          time_limit_s=WALL_LIMIT_S)
     _check(tally, 150)
     assert {r.seed for r in tally.results} == {s.name for s in seeds}
 

@@ -128,7 +128,10 @@ def _ssl_context(settings: ServeSettings) -> Any:
     ctx.load_cert_chain(settings.tls.cert_file, settings.tls.key_file)
     if settings.tls.ca_file:
         ctx.load_verify_locations(settings.tls.ca_file)
-    ctx.verify_mode = ssl.CERT_REQUIRED if settings.tls.require_client_cert else ssl.CERT_NONE
+    # With a CA, a certificate a client presents is verified (a forged one is refused);
+    # require_client_cert makes presenting one mandatory.
+    ctx.verify_mode = (ssl.CERT_REQUIRED if settings.tls.require_client_cert else
+                       ssl.CERT_OPTIONAL if settings.tls.ca_file else ssl.CERT_NONE)
     return ctx
 
 

@@ -31,8 +31,8 @@ class TlsSettings:
     enabled: bool = False
     cert_file: str = ""
     key_file: str = ""
-    ca_file: str = ""  # when set, clients must present a certificate signed by it
-    require_client_cert: bool = False
+    ca_file: str = ""  # client certificates presented must be signed by it (verified)
+    require_client_cert: bool = False  # clients must present one (needs ca_file)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Fuzz ingestion with mutated DICOM series, each case in a sandboxed child process.
 
-Every case must end in an accepted outcome:
+Each file is first put through the service's C-STORE check (accepted, or refused with a
+status). Then every case must end in an accepted outcome:
     parsed        at least one series built into a sane volume (finite affine, positive voxels,
                   the shape discovery announced)
     typed_error   the bad input was reported as a screener.errors.InputError (a per-file error
@@ -145,6 +146,7 @@ def ingest_case(case_dir: str, config: dict[str, Any], out_dir: str) -> dict[str
     from screener.errors import InputError
     from screener.io import find_studies, load_series
 
+    _store_check(Path(case_dir))
     found = find_studies([case_dir], config)
     series_out: list[str] = []
     for study in found.studies:
@@ -173,6 +175,18 @@ def ingest_case(case_dir: str, config: dict[str, Any], out_dir: str) -> dict[str
     kinds = sorted({e.kind for e in found.errors})
     return {"outcome": outcome, "detail": ",".join(kinds + sorted(set(series_out))),
             "series": series_out}
+
+
+def _store_check(case_dir: Path) -> None:
+    """What `screener serve` does with each file received by C-STORE: accept it or refuse it
+    with a status (RefusedDataset); any other exception escapes and counts as a crash."""
+    from screener.pacs.scp import RefusedDataset, check_dataset
+
+    for f in sorted(case_dir.iterdir()):
+        try:
+            check_dataset(f.read_bytes(), "")
+        except RefusedDataset:
+            pass
 
 
 def _screen_indeterminate(study: Any, config: dict[str, Any], out_dir: Path) -> str:

@@ -65,14 +65,18 @@ def check_dataset(data: bytes, affected_sop_uid: str) -> tuple[str, str, str]:
         uids.append(str(value))
     if affected_sop_uid and uids[2] != affected_sop_uid:
         raise RefusedDataset(STATUS_DATASET_MISMATCH, "SOPInstanceUID differs from the request")
-    if "PixelData" in ds and not ds.file_meta.TransferSyntaxUID.is_compressed:
+    try:
+        compressed = "PixelData" in ds and ds.file_meta.TransferSyntaxUID.is_compressed
+    except Exception as exc:  # noqa: BLE001 - e.g. a UID that is no transfer syntax
+        raise RefusedDataset(STATUS_CANNOT_UNDERSTAND, "unknown transfer syntax") from exc
+    if "PixelData" in ds and not compressed:
         try:
             frames = int(ds.get("NumberOfFrames") or 1)
             need = (int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel or 1)
                     * int(ds.BitsAllocated) * frames + 7) // 8
         except Exception as exc:  # noqa: BLE001
             raise RefusedDataset(STATUS_DATASET_MISMATCH, "image pixel module incomplete") from exc
-        if len(ds.PixelData) < need:
+        if len(ds.PixelData or b"") < need:  # an empty element reads as None
             raise RefusedDataset(STATUS_DATASET_MISMATCH, "pixel data shorter than declared")
     return uids[0], uids[1], uids[2]
 

@@ -99,3 +99,31 @@ def test_truncated_jpeg_family_codestream_is_refused_not_decoded(tmp_path, name)
     ds.PixelData = encapsulate(frames)
     (case / "a.dcm").write_bytes(_write(ds))
     assert _ingest(case) == ["SeriesReadError"]
+
+
+@pytest.mark.parametrize("how", ["empty_pixel_data", "unknown_transfer_syntax"])
+def test_store_check_refuses_instead_of_raising(tmp_path, how):
+    """The C-STORE check raised TypeError (empty PixelData reads as None) or ValueError (a UID
+    that is no transfer syntax); the handler turned that into 0xA700 'out of resources', which
+    invites the sender to retry forever. It must refuse the dataset with a status."""
+    from screener.hardening.mutate import m_transfer_syntax
+    from screener.pacs.scp import RefusedDataset, check_dataset
+
+    src = _one_file(tmp_path)
+    ds = _read(src.read_bytes())
+    if how == "empty_pixel_data":
+        ds.PixelData = b""
+        data = _write(ds)
+    else:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        data = src.read_bytes()
+        while True:  # the mutator with a non-transfer-syntax UID
+            label, files = m_transfer_syntax(rng, [("a.dcm", data)])
+            if "'1.2.3.4'" in label:
+                data = files[0][1]
+                break
+    with pytest.raises(RefusedDataset) as info:
+        check_dataset(data, "")
+    assert info.value.status in (0xA900, 0xC000)

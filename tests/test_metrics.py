@@ -126,3 +126,17 @@ def test_indeterminate_but_analysed_study_counts_in_ranking_only():
     assert r["ranking"]["auroc"]["ci95"] is None  # n_boot = 0: no interval claimed
     assert r["operating_point"]["confusion"] == {"tp": 1, "fp": 1, "tn": 0, "fn": 1}
     assert r["calibration"]["n"] == 2
+
+
+def test_fast_auroc_and_ap_equal_sklearn_with_ties():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(2, 60))
+        t = rng.random(n) < 0.4
+        if not (t.any() and (~t).any()):
+            continue
+        s = np.round(rng.random(n), 1)  # many ties
+        assert m.auroc(t, s) == pytest.approx(roc_auc_score(t, s), abs=1e-12)
+        assert m.average_precision(t, s) == pytest.approx(average_precision_score(t, s), abs=1e-12)

@@ -33,7 +33,7 @@ MASK_WORDS = ("seg", "mask", "label", "ot", "lesion", "roi")
 CASE_COLUMNS = ("case_id", "label", "pathology", "decision", "abnormality_score", "confidence",
                 "baseline_decision", "baseline_score", "dice", "auprc", "baseline_dice",
                 "baseline_auprc", "lesions", "lesions_detected", "baseline_lesions_detected",
-                "mask", "report_path", "notes")
+                "mask", "reasons", "baseline_brain_mask", "report_path", "notes")
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,7 @@ def _case_rows(cases: list[dict[str, Any]]) -> str:
     w.writeheader()
     for c in cases:
         row = dict(c)
+        row["reasons"] = "; ".join(str(r) for r in c.get("reasons") or [])
         for k, pre in (("model_voxel", ""), ("baseline_voxel", "baseline_")):
             v = c[k] or {}
             row[f"{pre}dice"] = v.get("dice")

@@ -238,9 +238,15 @@ def _child(conn: Any, target: str, config: dict[str, Any], headroom_bytes: int,
            warmup: str | None = None) -> None:
     """Child loop: import the target (and run it once on `warmup`, so lazy imports are not
     charged to the first case), cap the address space, run cases as they come."""
+    import ctypes
     import resource
+    import signal
     import warnings
 
+    try:  # die with the parent (even on SIGKILL): no orphaned fuzz children
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
     warnings.simplefilter("ignore")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     func = _resolve(target)

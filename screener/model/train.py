@@ -46,6 +46,10 @@ class TrainConfig:
     checkpoint_every: int = 250
     val_samples: int = 12
     train_maps: int = 17
+    # Training crops of the synthetic head (voxels); None = whole grid. A crop holds most of a
+    # brain at 2 mm and costs ~3x less per iteration than the 96x112x96 grid.
+    crop_shape: tuple[int, int, int] | None = (64, 80, 64)
+    p_crop_on_lesion: float = 0.5
     synth: SynthConfig = field(default_factory=SynthConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
@@ -92,9 +96,30 @@ class _Stream(torch.utils.data.IterableDataset):
         gen = SynthGenerator(self.cfg.synth, maps[: self.cfg.train_maps])
         it = self.start
         while True:
-            s = gen.sample(sample_seed(self.cfg.seed, "train", it))
-            yield s.image, s.target
+            seed = sample_seed(self.cfg.seed, "train", it)
+            s = gen.sample(seed)
+            yield crop(s.image, s.target, self.cfg, np.random.default_rng(seed + 1))
             it += 1
+
+
+def crop(image, target, cfg: TrainConfig, rng: np.random.Generator):
+    """A training crop: centred on a lesion voxel (when there is one) with probability
+    p_crop_on_lesion, else on a random brain voxel."""
+    from screener.model.anatomy import Tissue
+
+    if cfg.crop_shape is None:
+        return image, target
+    shape = np.array(target.shape)
+    size = np.minimum(np.array(cfg.crop_shape), shape)
+    lesion = np.argwhere(target.numpy() == int(Tissue.LESION))
+    if len(lesion) and rng.random() < cfg.p_crop_on_lesion:
+        centre = lesion[rng.integers(len(lesion))]
+    else:
+        brain = np.argwhere(target.numpy()[::4, ::4, ::4] > 0) * 4
+        centre = brain[rng.integers(len(brain))] if len(brain) else shape // 2
+    lo = np.clip(centre - size // 2 + rng.integers(-8, 9, 3), 0, shape - size)
+    box = tuple(slice(int(a), int(a + b)) for a, b in zip(lo, size))
+    return image[(slice(None),) + box].contiguous(), target[box].contiguous()
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:

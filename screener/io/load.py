@@ -17,7 +17,7 @@ import numpy as np
 
 from screener.errors import InputError, ResourceLimitError, SeriesReadError, UnreadableFileError
 from screener.io.rawpixels import pixel_dtype, read_raw
-from screener.io.records import declared_frames, file_header
+from screener.io.records import UNCOMPRESSED_SYNTAXES, declared_frames, file_header
 from screener.io.series import short_hash
 from screener.io.settings import IOConfig, io_config
 from screener.types import SeriesInfo, SeriesVolume
@@ -81,6 +81,25 @@ def _check_codestreams(ds: Any, path: Any) -> None:
                                   "(no end-of-image marker): refused")
 
 
+def _check_native_length(ds: Any, path: Any) -> None:
+    """Refuse uncompressed pixel data longer than the header declares (beyond the even-length
+    padding byte). Decoders take the first bytes and ignore the rest, so a wrong Rows, Columns
+    or NumberOfFrames would silently give a scrambled image instead of an error."""
+    ts = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or "")
+    if ts not in UNCOMPRESSED_SYNTAXES or "PixelData" not in ds:
+        return
+    try:
+        bits = int(ds.Rows) * int(ds.Columns) * declared_frames(ds) \
+            * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.BitsAllocated)
+        held = len(ds.PixelData or b"")
+    except Exception:  # noqa: BLE001 - incomplete pixel module: the decoder reports it
+        return
+    declared = (bits + 7) // 8
+    if held > declared + (declared % 2):
+        raise SeriesReadError(f"{path}: pixel data holds {held} bytes but the header declares "
+                              f"{declared} (Rows, Columns or NumberOfFrames wrong): refused")
+
+
 def _decode(path: Any, cfg: IOConfig, expect_sop: str) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """All 2D images of one file, shape (n, rows, cols), with (slope, intercept) per image."""
     import pydicom
@@ -95,6 +114,7 @@ def _decode(path: Any, cfg: IOConfig, expect_sop: str) -> tuple[np.ndarray, list
     if (int(ds.get("SamplesPerPixel", 1) or 1)) != 1:
         raise SeriesReadError(f"{path}: colour images (SamplesPerPixel > 1) are not MR volumes")
     _check_codestreams(ds, path)
+    _check_native_length(ds, path)
     try:
         pixels = ds.pixel_array
     except Exception as exc:

@@ -127,3 +127,25 @@ def test_store_check_refuses_instead_of_raising(tmp_path, how):
     with pytest.raises(RefusedDataset) as info:
         check_dataset(data, "")
     assert info.value.status in (0xA900, 0xC000)
+
+
+@pytest.mark.parametrize("change", [{"Columns": 10}, {"Rows": 7}, {"extra_bytes": 64}])
+def test_native_pixel_data_longer_than_declared_is_refused(tmp_path, change):
+    """Every file of a series claiming fewer Columns (or Rows) than its pixel data holds: the
+    decoder took the first bytes and built a scrambled 'parsed' volume. Refused now; an even-
+    length padding byte stays allowed."""
+    from screener.io.dicom_writer import write_mr_series
+
+    vol = np.random.default_rng(0).normal(200, 20, (16, 12, 4))
+    files = write_mr_series(vol, np.diag([2.0, 2.0, 3.0, 1.0]), tmp_path / "src")
+    case = tmp_path / "case"
+    case.mkdir()
+    for f in files:
+        ds = _read(f.read_bytes())
+        for key, value in change.items():
+            if key == "extra_bytes":
+                ds.PixelData = bytes(ds.PixelData) + b"\0" * value
+            else:
+                setattr(ds, key, value)
+        (case / f.name).write_bytes(_write(ds))
+    assert _ingest(case) == ["SeriesReadError"]

@@ -45,7 +45,7 @@ def orientation_code(affine: np.ndarray) -> str:
     """Axis codes such as "RAS" or "LPI" (where each voxel axis points most)."""
     import nibabel.orientations as nio
 
-    return "".join(nio.aff2axcodes(affine))
+    return "".join(c or "?" for c in nio.aff2axcodes(affine))  # None: a degenerate axis
 
 
 def build_grid(frames: list[FrameRecord], cfg: IOConfig) -> Grid:
@@ -144,4 +144,8 @@ def build_grid(frames: list[FrameRecord], cfg: IOConfig) -> Grid:
     if max(voxel) > cfg.max_voxel_mm:
         warnings.append(f"absurd_size: voxel {voxel[0]:.3g} x {voxel[1]:.3g} x {voxel[2]:.3g} mm "
                         f"exceeds {cfg.max_voxel_mm} mm")
+    if min(voxel) < cfg.min_voxel_mm:
+        warnings.append(f"absurd_size: voxel {voxel[0]:.3g} x {voxel[1]:.3g} x {voxel[2]:.3g} mm "
+                        f"below {cfg.min_voxel_mm} mm")
+        loadable = False
     return Grid(ordered, n_slices, n_volumes, affine, voxel, float(spacing), warnings, loadable)

@@ -27,6 +27,7 @@ class IOConfig:
     gantry_tilt_tolerance_deg: float = 0.1
     missing_slice_factor: float = 1.5
     max_voxel_mm: float = 50.0
+    min_voxel_mm: float = 0.001
     read_workers: int = 1
 
 

@@ -149,3 +149,25 @@ def test_native_pixel_data_longer_than_declared_is_refused(tmp_path, change):
                 setattr(ds, key, value)
         (case / f.name).write_bytes(_write(ds))
     assert _ingest(case) == ["SeriesReadError"]
+
+
+@pytest.mark.parametrize("value", ["1e-308", "1e-9"])
+def test_vanishing_slice_spacing_is_refused_not_a_discovery_crash(tmp_path, value):
+    """SpacingBetweenSlices=1e-308 on a single-slice file made a degenerate affine whose
+    orientation code raised TypeError inside find_studies: one file killed discovery of the whole
+    input. Now the series is refused (absurd_size) and the rest of the input still reads."""
+    src = _one_file(tmp_path)
+    ds = _read(src.read_bytes())
+    _raw_element(ds, 0x00180088, "DS", value.encode() + (b" " if len(value) % 2 else b""))
+    _raw_element(ds, 0x00180050, "DS", value.encode() + (b" " if len(value) % 2 else b""))
+    case = tmp_path / "case"
+    (case / "bad").mkdir(parents=True)
+    (case / "bad" / "a.dcm").write_bytes(_write(ds))
+    from screener.io.dicom_writer import write_mr_series
+
+    write_mr_series(np.ones((8, 8, 3)), np.diag([2.0, 2.0, 3.0, 1.0]), case / "good")
+    found = find_studies([case])
+    assert len(found.studies) == 2
+    assert sorted(_ingest(case / "bad")) == ["ResourceLimitError"]
+    assert _ingest(case / "good") == ["parsed"]
+

@@ -74,6 +74,14 @@ def _series_info(path: Path, study_uid: str, cfg: IOConfig) -> SeriesInfo:
         raise
     except (ImageFileError, OSError, ValueError, EOFError) as exc:
         raise UnreadableFileError(f"{path}: unreadable NIfTI ({type(exc).__name__})") from None
+    except Exception as exc:  # nibabel raises many types on garbage (HeaderDataError, zlib.error)
+        raise UnreadableFileError(f"{path}: unreadable NIfTI ({type(exc).__name__})") from None
+    if len(shape) < 2:
+        raise UnreadableFileError(f"{path}: NIfTI with {len(shape)} dimensions is not an image")
+    zooms = (zooms + (1.0, 1.0, 1.0))[:3]  # a 2D image: one slice, as its shape is padded below
+    if not all(np.isfinite(z) for z in zooms):
+        # Not a size to warn about but no size at all; NaN/inf must not reach any report.
+        raise UnreadableFileError(f"{path}: NIfTI voxel size {zooms} is not finite")
     warnings: list[str] = []
     loadable = True
     if len(shape) < 3:
@@ -92,7 +100,7 @@ def _series_info(path: Path, study_uid: str, cfg: IOConfig) -> SeriesInfo:
     if n > cfg.max_voxels_per_series or max(shape) > cfg.max_matrix * 4 or min(shape) <= 0:
         warnings.append(f"absurd_size: shape {shape} ({n} voxels)")
         loadable = False
-    if any(not np.isfinite(z) or z <= 0 or z > cfg.max_voxel_mm for z in zooms):
+    if any(not np.isfinite(z) or z < cfg.min_voxel_mm or z > cfg.max_voxel_mm for z in zooms):
         warnings.append(f"absurd_size: voxel size {zooms} mm")
         loadable = False
     side = _sidecar(path)
@@ -158,9 +166,14 @@ def load_nifti(info: SeriesInfo, cfg: IOConfig) -> SeriesVolume:
     try:
         img = nib.load(str(path))
         data = np.asarray(img.get_fdata(dtype=np.float32))
-    except (OSError, ValueError, EOFError) as exc:
+    except MemoryError:
+        raise ResourceLimitError(f"{path}: NIfTI voxels do not fit in memory") from None
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, zlib.error, HeaderDataError ...
         raise SeriesReadError(f"{path}: cannot read NIfTI voxels ({type(exc).__name__}: "
                               f"truncated or corrupt)") from None
+    if data.size != int(np.prod(info.shape)):
+        raise SeriesReadError(f"{path}: NIfTI voxels {data.shape} do not match the header "
+                              f"{tuple(info.shape)} (file changed since discovery?)")
     data = data.reshape(info.shape)
     return SeriesVolume(data=data, affine=np.asarray(img.affine, dtype=np.float64), info=info)
 

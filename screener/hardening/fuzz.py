@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from screener.hardening.mutate import MUTATIONS, Mutant, Seed, mutate
+from screener.hardening.mutate import DICOM_KINDS, NIFTI_KINDS, Mutant, Seed, mutate
 
 ACCEPTED = ("parsed", "typed_error", "skipped")
 FAILURES = ("crash", "unsafe", "timeout", "memory", "died")
@@ -61,6 +61,28 @@ def generated_seeds(workdir: Path) -> list[Seed]:
         paths = write_mr_series(vol, affine, workdir / name, contrast="FLAIR")
         seeds.append(Seed(name, tuple((p.name, p.read_bytes()) for p in paths)))
     seeds.append(_implicit_copy(seeds[0], "gen-implicit"))
+    return seeds
+
+
+def nifti_seeds(workdir: Path) -> list[Seed]:
+    """Single-file NIfTI studies (float32 .nii, int16 .nii.gz with scaling), mutated with
+    NIFTI_KINDS (header fields, bytes, truncation)."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(8)
+    workdir.mkdir(parents=True, exist_ok=True)
+    affine = np.array([[-2.0, 0, 0, 24], [0, 2.0, 0, -20], [0, 0, 3.0, -18], [0, 0, 0, 1]])
+    seeds = []
+    for name, dtype in (("sub-01_FLAIR.nii", np.float32), ("sub-01_T1w.nii.gz", np.int16)):
+        img = nib.Nifti1Image(rng.normal(300, 40, (24, 20, 12)).astype(dtype), affine)
+        img.header.set_qform(affine, 1)
+        img.header.set_sform(affine, 1)
+        if dtype == np.int16:
+            img.header.set_slope_inter(0.5, 10.0)
+        path = workdir / name
+        nib.save(img, str(path))
+        seeds.append(Seed(f"nifti-{name.split('.', 1)[1].replace('.', '')}",
+                          ((name, path.read_bytes()),), NIFTI_KINDS))
     return seeds
 
 
@@ -111,11 +133,11 @@ def make_cases(seeds: Sequence[Seed], n: int, seed: int = 0) -> Iterator[tuple[i
     """`n` mutants, reproducible from (seed, case number). Cases cycle through seeds and
     mutation kinds so every combination appears; every fifth case is a random (possibly
     stacked) mutation."""
-    kinds = list(MUTATIONS)
     for i in range(n):
         rng = np.random.default_rng([seed, i])
         s = seeds[i % len(seeds)]
-        kind = None if i % 5 == 4 else kinds[(i // len(seeds) + i) % len(kinds)]
+        kinds = list(s.kinds or DICOM_KINDS)
+        kind = None if i % 5 == 4 else kinds[(i // len(seeds)) % len(kinds)]
         yield i, mutate(s, rng, kind)
 
 
@@ -134,6 +156,8 @@ def _sane(vol: Any, info: Any) -> str:
         return f"shape {vol.data.shape} != announced {info.shape}"
     if vol.data.dtype != np.float32:
         return f"dtype {vol.data.dtype}"
+    if not np.all(np.isfinite(vol.data)):
+        return "non-finite voxel values"
     return ""
 
 

@@ -24,10 +24,14 @@ Files = list[tuple[str, bytes]]
 
 @dataclass(frozen=True)
 class Seed:
-    """A series to mutate: file names and bytes (all files form one input folder)."""
+    """A series to mutate: file names and bytes (all files form one input folder).
+
+    `kinds` limits the mutations (NIfTI seeds take NIFTI_KINDS); None = every DICOM mutation.
+    """
 
     name: str
     files: tuple[tuple[str, bytes], ...]
+    kinds: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -395,6 +399,49 @@ def m_preamble(rng: np.random.Generator, files: Files) -> tuple[str, Files]:
     return f"{how} in file {idx}", out
 
 
+# NIfTI-1 header fields: (byte offset, struct format, hostile values).
+NIFTI_FIELDS: dict[str, tuple[int, str, tuple[float, ...]]] = {
+    "dim0": (40, "<h", (0, -1, 8, 9, 32767)),
+    "dim1": (42, "<h", (0, -1, 1, 32767)),
+    "dim3": (46, "<h", (0, -3, 1, 32767)),
+    "dim4": (48, "<h", (0, 2, 32767)),
+    "datatype": (70, "<h", (0, 1, 3, 128, 1536, 2304, 32767)),
+    "bitpix": (72, "<h", (0, 1, 7, 64)),
+    "pixdim1": (80, "<f", (0.0, -2.0, float("nan"), float("inf"), 1e30, 1e-30)),
+    "pixdim3": (88, "<f", (0.0, -2.0, float("nan"), float("inf"), 1e30)),
+    "vox_offset": (108, "<f", (0.0, 1.0, 351.0, 1e9, float("nan"), -352.0)),
+    "scl_slope": (112, "<f", (0.0, float("nan"), float("inf"), -1.0, 1e38)),
+    "scl_inter": (116, "<f", (float("nan"), float("inf"), -1e38)),
+    "qform_code": (252, "<h", (0, 1, 99, -1)),
+    "sform_code": (254, "<h", (0, 1, 99, -1)),
+    "quatern_b": (256, "<f", (float("nan"), 2.0, 1.0)),
+    "srow_x0": (280, "<f", (0.0, float("nan"), float("inf"), 1e30)),
+    "srow_z3": (324, "<f", (float("nan"), 1e30)),
+    "magic": (344, "4s", (b"n+2\0", b"ni1\0", b"\0\0\0\0")),
+    "sizeof_hdr": (0, "<i", (0, 540, -348, 348 << 8)),
+}
+
+
+def m_nifti_field(rng: np.random.Generator, files: Files) -> tuple[str, Files]:
+    """A NIfTI-1 header field set to a hostile value (gzip files are re-compressed)."""
+    import gzip
+
+    idx = int(rng.integers(len(files)))
+    name, data = files[idx]
+    gz = data[:2] == b"\x1f\x8b"
+    raw = bytearray(gzip.decompress(data) if gz else data)
+    field_name = str(rng.choice(list(NIFTI_FIELDS)))
+    off, fmt, values = NIFTI_FIELDS[field_name]
+    value = values[int(rng.integers(len(values)))]
+    struct.pack_into(fmt, raw, off, value)
+    new = gzip.compress(bytes(raw), mtime=0) if gz else bytes(raw)
+    out = list(files)
+    out[idx] = (name, new)
+    return f"{field_name}={value!r} in {name}", out
+
+
+NIFTI_KINDS: tuple[str, ...] = ("byte_flip", "truncate", "nifti_field")
+
 MUTATIONS: dict[str, Callable[[np.random.Generator, Files], tuple[str, Files]]] = {
     "byte_flip": m_byte_flip,
     "truncate": m_truncate,
@@ -407,16 +454,19 @@ MUTATIONS: dict[str, Callable[[np.random.Generator, Files], tuple[str, Files]]] 
     "transfer_syntax": m_transfer_syntax,
     "drop_element": m_drop,
     "preamble": m_preamble,
+    "nifti_field": m_nifti_field,
 }
+DICOM_KINDS: tuple[str, ...] = tuple(k for k in MUTATIONS if k != "nifti_field")
 
 
 def mutate(seed: Seed, rng: np.random.Generator, kind: str | None = None) -> Mutant:
     """One mutant of `seed`; `kind` picks the mutation (random when None), and a fifth of
     random mutants get a second mutation on top."""
     files: Files = list(seed.files)
-    kinds = [kind or str(rng.choice(list(MUTATIONS)))]
+    allowed = list(seed.kinds or DICOM_KINDS)
+    kinds = [kind or str(rng.choice(allowed))]
     if kind is None and rng.random() < 0.2:
-        kinds.append(str(rng.choice(list(MUTATIONS))))
+        kinds.append(str(rng.choice(allowed)))
     details = []
     for k in kinds:
         try:

@@ -17,7 +17,7 @@ import pytest
 
 from screener.config import load_config
 from screener.hardening import fuzz
-from screener.hardening.mutate import MUTATIONS
+from screener.hardening.mutate import DICOM_KINDS, NIFTI_KINDS
 
 WALL_LIMIT_S = 30.0
 CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "dicom-conformance"
@@ -37,13 +37,13 @@ def test_sandbox_classifies_bad_targets_and_recovers(tmp_path):
     assert box.restarts == 2  # after the hang and after the abort
 
 
-def _check(tally: fuzz.Tally, n: int) -> None:
+def _check(tally: fuzz.Tally, n: int, kinds: tuple[str, ...] = DICOM_KINDS) -> None:
     print("\n" + tally.table())
     assert len(tally.results) == n
     assert not tally.failures, "\n".join(
         f"case {r.index} ({r.seed}, {r.kind}: {r.detail}) -> {r.outcome}: {r.why}"
         for r in tally.failures[:20])
-    assert set(tally.by_kind()) == set(MUTATIONS)
+    assert set(tally.by_kind()) == set(kinds)
     counts = tally.counts
     assert counts["parsed"] > 0 and counts["typed_error"] > 0
     assert max(r.cpu_seconds for r in tally.results) < 10.0
@@ -66,6 +66,13 @@ def test_fuzz_conformance_files(tmp_path):
                           time_limit_s=WALL_LIMIT_S)
     _check(tally, 150)
     assert {r.seed for r in tally.results} == {s.name for s in seeds}
+
+
+def test_fuzz_nifti_files(tmp_path):
+    seeds = fuzz.nifti_seeds(tmp_path / "seeds")
+    tally = fuzz.run_fuzz(seeds, 60, load_config(), seed=13, workdir=tmp_path / "cases",
+                          time_limit_s=WALL_LIMIT_S)
+    _check(tally, 60, NIFTI_KINDS)
 
 
 def test_cases_are_reproducible(tmp_path):

@@ -1,8 +1,9 @@
 """Fuzz ingestion: thousands of mutated DICOM series, each in a sandboxed child; prints the tally.
 
-Seeds: small series written by the project's DICOM writer (axial, oblique, implicit VR) and,
-when present, files from ../shared/dicom-conformance (9 transfer syntaxes, enhanced
-multi-frame Siemens/Philips, Siemens mosaic, GE diffusion). Mutations: see
+Seeds: small series written by the project's DICOM writer (axial, oblique, implicit VR), two
+NIfTI files (.nii float32, .nii.gz int16 with scaling) and, when present, files from
+../shared/dicom-conformance (9 transfer syntaxes, enhanced multi-frame Siemens/Philips, Siemens
+mosaic, GE diffusion). Mutations: see
 screener/hardening/mutate.py. Each case must end parsed (sane volume), as a typed InputError,
 or skipped; a study that forms must get an `indeterminate` report.json. Each case runs with a
 wall-clock limit (child killed past it), an address-space limit and a peak-RSS limit.
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="screener-fuzz-seeds-") as tmp:
-        seeds = fuzz.generated_seeds(Path(tmp))
+        seeds = fuzz.generated_seeds(Path(tmp)) + fuzz.nifti_seeds(Path(tmp) / "nifti")
         if not a.no_conformance and CONFORMANCE.is_dir():
             seeds += fuzz.conformance_seeds(CONFORMANCE)
         print(f"{len(seeds)} seeds ({', '.join(s.name for s in seeds)}); {a.cases} cases, "

@@ -55,7 +55,8 @@ def folder_manifest(root: Path, out_csv: Path) -> Path:
 
     Files whose name holds seg/mask/label/OT/lesion/roi are masks, the rest inputs. With a
     mask the label is abnormal if any voxel is > 0, else normal; without one it is unknown
-    (screened, excluded from labelled metrics).
+    (screened, excluded from labelled metrics). Folders holding only masks are skipped; masks
+    kept apart from their images (BIDS derivatives/) are not paired: write a manifest CSV.
     """
     import nibabel as nib
 
@@ -69,6 +70,8 @@ def folder_manifest(root: Path, out_csv: Path) -> Path:
                        for w in MASK_WORDS)
         masks = [p for p in files if is_mask(p)]
         inputs = [p for p in files if p not in masks]
+        if not inputs:
+            continue  # a folder of masks only (e.g. BIDS derivatives) is not a study
         label = ""
         if masks:
             label = "abnormal" if np.any(np.asarray(nib.load(masks[0]).dataobj) > 0) else "normal"

@@ -180,11 +180,20 @@ def run_screen_cli(args: argparse.Namespace) -> int:
         print("no study found in the inputs", file=sys.stderr)
         return 1
     model = load_model(cfg, args.device)
+    failed = 0
     for study in found.studies:
-        rep = screen_study(study, out, config=cfg, model=model)
+        try:
+            rep = screen_study(study, out, config=cfg, model=model)
+        except Exception as exc:  # one study's failure never stops the others (no report: failed)
+            failed += 1
+            log.exception("study %s: not screened (%s)", uid_hash(study.study_instance_uid),
+                          type(exc).__name__)
+            print(f"{study_dir_name(study)}\tfailed\t{type(exc).__name__}: no report written; "
+                  "see the log")
+            continue
         score = rep.get("abnormality_score")
         conf = rep.get("confidence")
         print(f"{study_dir_name(study)}\t{rep['decision']}\tscore={score if score is None else f'{score:.3f}'}"
               f"\tconfidence={conf if conf is None else f'{conf:.3f}'}"
               f"\t{'; '.join(rep.get('reasons', [])[:2])}")
-    return 0
+    return 1 if failed else 0

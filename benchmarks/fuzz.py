@@ -27,8 +27,14 @@ CONFORMANCE = REPO.parent / "shared" / "dicom-conformance"
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+    import warnings
+
     from screener.config import load_config
     from screener.hardening import fuzz
+
+    warnings.simplefilter("ignore")  # pydicom/nibabel complain about every mutant
+    logging.getLogger("nibabel").setLevel(logging.ERROR)
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", type=int, default=3000)

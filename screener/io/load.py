@@ -186,6 +186,16 @@ def load_dicom(info: SeriesInfo, cfg: IOConfig) -> SeriesVolume:
     return SeriesVolume(data=data, affine=affine, info=info)
 
 
+def _finite(vol: SeriesVolume) -> SeriesVolume:
+    """Refuse a volume holding NaN or infinite values (absurd RescaleSlope/Intercept or NIfTI
+    scaling overflowing float32, NaN floats stored in the file): never assessed as if real."""
+    if not np.isfinite(vol.data).all():
+        bad = int(np.count_nonzero(~np.isfinite(vol.data)))
+        raise SeriesReadError(f"series {vol.info.series_instance_uid}: {bad} voxel values are "
+                              "not finite (NaN or overflow after rescaling): refused")
+    return vol
+
+
 def load_series(info: SeriesInfo, config: dict[str, Any] | IOConfig | None = None) -> SeriesVolume:
     """Decode one series into a float32 volume (4D when multi-volume) with its RAS+ affine.
 
@@ -195,16 +205,17 @@ def load_series(info: SeriesInfo, config: dict[str, Any] | IOConfig | None = Non
 
     Raises:
         ResourceLimitError: the volume would exceed the configured size limits.
-        SeriesReadError: irregular geometry, undecodable pixels, or files changed.
+        SeriesReadError: irregular geometry, undecodable pixels, non-finite values, or files
+            changed.
         UnreadableFileError: a source file can no longer be read.
     """
     cfg = io_config(config)
     if info.source == "nifti":
         from screener.io.nifti import load_nifti
 
-        return load_nifti(info, cfg)
+        return _finite(load_nifti(info, cfg))
     try:
-        return load_dicom(info, cfg)
+        return _finite(load_dicom(info, cfg))
     except InputError:
         raise
     except MemoryError:

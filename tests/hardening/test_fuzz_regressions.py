@@ -171,3 +171,29 @@ def test_vanishing_slice_spacing_is_refused_not_a_discovery_crash(tmp_path, valu
     assert sorted(_ingest(case / "bad")) == ["ResourceLimitError"]
     assert _ingest(case / "good") == ["parsed"]
 
+
+
+@pytest.mark.parametrize("slope", ["1e308", "1e38"])
+def test_rescale_overflowing_float32_is_refused(tmp_path, slope):
+    """RescaleSlope=1e308 turned every voxel into inf: a 'parsed' volume of infinities."""
+    from screener.io.dicom_writer import write_mr_series
+
+    files = write_mr_series(np.random.default_rng(0).normal(200, 20, (16, 12, 3)),
+                            np.diag([2.0, 2.0, 3.0, 1.0]), tmp_path / "src")
+    case = tmp_path / "case"
+    case.mkdir()
+    for k, f in enumerate(files):
+        ds = _read(f.read_bytes())
+        if k == 1:
+            _raw_element(ds, 0x00281053, "DS", slope.encode() + (b" " if len(slope) % 2 else b""))
+        (case / f.name).write_bytes(_write(ds))
+    assert _ingest(case) == ["SeriesReadError"]
+
+
+def test_nifti_with_nan_voxels_is_refused(tmp_path):
+    import nibabel as nib
+
+    data = np.ones((8, 8, 4), dtype=np.float32)
+    data[2, 3, 1] = np.nan
+    nib.save(nib.Nifti1Image(data, np.diag([2.0, 2.0, 3.0, 1.0])), str(tmp_path / "a.nii"))
+    assert _ingest(tmp_path) == ["SeriesReadError"]

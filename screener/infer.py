@@ -125,6 +125,26 @@ def resample(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray,
     return np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float32)
 
 
+def largest_component(mask: np.ndarray, dilate: int = 1) -> np.ndarray:
+    """The largest 26-connected component of `mask`, dilated by `dilate` voxels (float 0/1).
+
+    The brain is one connected organ: islands of "brain" in the background, the eyes or the
+    neck are network errors, and judging signal there would only make false findings.
+    """
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    if n == 0:
+        return np.zeros(mask.shape, dtype=np.float32)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    keep = lab == int(sizes.argmax())
+    keep = ndimage.binary_fill_holes(keep)
+    if dilate:
+        keep = ndimage.binary_dilation(keep, iterations=dilate)
+    return keep.astype(np.float32)
+
+
 def predict(volume: SeriesVolume, model: LoadedModel) -> Prediction:
     """Run the model on one 3D series; probabilities come back on the series' own grid."""
     import torch
@@ -139,7 +159,11 @@ def predict(volume: SeriesVolume, model: LoadedModel) -> Prediction:
     data = volume.data if volume.data.ndim == 3 else volume.data[..., 0]
     cfg = model.config
     grid_aff, grid_shape = working_grid(data.shape, volume.affine, model.voxel_mm, 16)
-    work = resample(data[None], volume.affine, grid_aff, grid_shape)
+    # Outside the field of view must read as background: shift so the darkest voxel is 0 before
+    # zero-padded resampling (z-scored inputs have a negative background; normalisation below
+    # is shift-invariant).
+    low = float(np.nanmin(data)) if data.size else 0.0
+    work = resample((data - low)[None], volume.affine, grid_aff, grid_shape)
     x = normalize_intensity(torch.from_numpy(work))
     t1 = time.perf_counter()
     with torch.no_grad():
@@ -149,6 +173,10 @@ def predict(volume: SeriesVolume, model: LoadedModel) -> Prediction:
                                           mode="gaussian")
         probs = torch.softmax(logits.float(), 1)[0].cpu().numpy()
     brain = probs[[int(Tissue.WM), int(Tissue.GM), int(Tissue.VENTRICLE), int(Tissue.LESION)]].sum(0)
+    keep = largest_component(brain >= 0.5)
+    probs = probs * keep[None]
+    probs[int(Tissue.NONBRAIN)] += 1.0 - keep  # everything off the brain is non-brain
+    brain = brain * keep
     learned = probs[int(Tissue.LESION)]
     z = outlier_z(x[0].numpy(), probs, model.voxel_mm, cfg.outlier)
     if cfg.use_outlier:

@@ -27,8 +27,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ModelConfig:
     weights: str = "weights/screener-synth-v1"
-    roi_size: tuple[int, int, int] = (128, 128, 128)  # sliding window tile (voxels)
-    sw_overlap: float = 0.25
+    # Sliding-window tile = the training crop: the network's instance norms were fitted on
+    # crops, and whole-volume windows (mostly air) shift their statistics (measured on held-out
+    # synthetic heads at iteration 3000: brain Dice 0.82-0.90 with 64x80x64 tiles, 0.64-0.76
+    # with the whole volume).
+    roi_size: tuple[int, int, int] = (64, 80, 64)
+    sw_overlap: float = 0.5
     # Fusion of the learned lesion channel with outlier z: q = sigmoid(slope * (|z| - z0)).
     outlier_z0: float = 4.0
     outlier_slope: float = 2.0

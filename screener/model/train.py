@@ -143,8 +143,9 @@ def _validation_set(cfg: TrainConfig):
     return [gen.sample(sample_seed(cfg.seed, "val", i)) for i in range(cfg.val_samples)]
 
 
-def _validate(net, val) -> dict[str, float]:
+def _validate(net, val, roi: tuple[int, int, int] | None) -> dict[str, float]:
     import torch
+    from monai.inferers import sliding_window_inference
 
     from screener.model.anatomy import Tissue
 
@@ -152,7 +153,9 @@ def _validate(net, val) -> dict[str, float]:
     brain_d, les_d, les_det, les_n = [], [], 0, 0
     with torch.no_grad():
         for s in val:
-            prob = torch.softmax(net(s.image[None]), 1)[0]
+            logits = (sliding_window_inference(s.image[None], roi, 1, net, overlap=0.5, mode="gaussian")
+                      if roi is not None else net(s.image[None]))
+            prob = torch.softmax(logits, 1)[0]
             pred = prob.argmax(0)
             brain_t = (s.target > 0) & (s.target != Tissue.CSF)
             brain_p = (pred > 0) & (pred != Tissue.CSF)
@@ -229,7 +232,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
                 running = []
                 bar.set_postfix(loss=f"{rec['loss']:.3f}")
                 if it % cfg.val_every == 0:
-                    rec.update(_validate(net, val))
+                    rec.update(_validate(net, val, cfg.crop_shape))
                     log.warning("validation at %d: %s", it, rec)
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()

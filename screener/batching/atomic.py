@@ -75,15 +75,3 @@ def publish_dir(staged: Path, final: Path, trash_root: Path) -> None:
     fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def remove_stale_temporaries(root: Path) -> int:
-    """Delete temporary files left by a killed writer (names holding TMP_MARK) under `root`."""
-    count = 0
-    if not root.exists():
-        return 0
-    for p in root.rglob(f"*{TMP_MARK}*"):
-        if p.is_file():
-            p.unlink(missing_ok=True)
-            count += 1
-    return count

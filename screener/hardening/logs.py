@@ -18,8 +18,9 @@ from pathlib import Path
 
 # A DICOM person name: components separated by carets (Family^Given^Middle^Prefix^Suffix).
 _PERSON_NAME = re.compile(r"[^\s'\"/\\<>]*\^[^\s'\"/\\<>]*")
-# An absolute POSIX path (stops at whitespace, quotes and common separators).
-_ABS_PATH = re.compile(r"(?<![\w.~-])/[^\s'\"<>:;,()\[\]{}|]+")
+# An absolute POSIX path (stops at whitespace, quotes and common separators); not the path part
+# of a URL ("http://host:port/path" stays readable).
+_ABS_PATH = re.compile(r"(?<![\w.~:/-])/[^\s'\"<>:;,()\[\]{}|]+")
 
 
 def path_ref(path: str | Path) -> str:

@@ -18,6 +18,8 @@ def test_redact_names_and_paths_but_not_python_sources():
     assert path_ref(f"/data/export/{NAME}/IM0001.dcm") in text
     assert src in text  # tracebacks into the Python installation stay readable
     assert redact("series 1.2.3 refused: 4 voxels") == "series 1.2.3 refused: 4 voxels"
+    url = "STOW to http://127.0.0.1:8042/dicom-web/studies failed"
+    assert redact(url) == url  # URLs stay readable
 
 
 def test_path_ref_is_stable_and_opaque(tmp_path):

@@ -34,7 +34,7 @@ SEED_SPACES = {"train": 1, "val": 2, "calib": 3, "bench": 4, "smoke": 5}
 class TrainConfig:
     name: str = "screener-synth-v1"
     seed: int = 20261125
-    run_dir: str = "runs/screener-synth-v1"
+    run_dir: str = "checkpoints/screener-synth-v1"
     iterations: int = 40000
     threads: int = 2
     loader_workers: int = 1

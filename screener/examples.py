@@ -120,13 +120,18 @@ def _profile_average(src: np.ndarray, src_aff: np.ndarray, affine: np.ndarray,
 def write_example_study(out_dir: str | Path, *, lesion: bool = True, plane: str = "axial",
                         inplane_mm: float = 1.0, slice_thickness_mm: float = 3.0,
                         slice_gap_mm: float = 0.0, identity=None, lesion_spec: ExampleLesion | None = None,
-                        series_description: str | None = None) -> list[Path]:
-    """Write a Colin27-based T1 DICOM series (with a lesion unless lesion=False)."""
+                        series_description: str | None = None,
+                        fov_mm: tuple[float, float, float] = (200.0, 230.0, 180.0)) -> list[Path]:
+    """Write a Colin27-based T1 DICOM series (with a lesion unless lesion=False).
+
+    fov_mm: field of view along the R-L, A-P and S-I directions (each voxel axis takes the
+    extent of its dominant direction).
+    """
     from screener.io.dicom_writer import StudyIdentity, write_mr_series
 
     if not COLIN27.exists():
         raise FileNotFoundError(f"{COLIN27} missing: apt-get install mricron-data")
-    aff, shape = acquisition_grid(plane, inplane_mm, slice_thickness_mm + slice_gap_mm)
+    aff, shape = acquisition_grid(plane, inplane_mm, slice_thickness_mm + slice_gap_mm, fov_mm)
     data = colin27_volume(aff, shape, slice_thickness_mm)
     if lesion:
         data = paint_lesion(data, aff, lesion_spec or ExampleLesion())

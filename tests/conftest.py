@@ -6,16 +6,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-
-
-def shared_path(*parts: str) -> Path:
-    """Path under ../shared; skips the calling test when it is absent."""
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"{p} not available")
-    return p
+from testpaths import REPO, SHARED, shared_path  # noqa: F401  (re-exported)
 
 
 @pytest.fixture

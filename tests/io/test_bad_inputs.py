@@ -230,7 +230,7 @@ def test_three_plane_localizer_is_split_by_orientation(tmp_path):
 
 
 def test_mosaic_without_csa_header_refused(tmp_path):
-    from conftest import shared_path
+    from testpaths import shared_path
 
     src = shared_path("dicom-conformance", "dcm_qa_ts", "In", "1.dcm")
     ds = pydicom.dcmread(src)

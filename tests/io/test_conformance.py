@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED, shared_path
+from testpaths import SHARED, shared_path
 from io_world import resample_to_ref, world_error_mm
 
 CORPUS = SHARED / "dicom-conformance"

@@ -165,7 +165,7 @@ def test_fast_pixel_path_equals_pydicom(tmp_path):
     """The raw-bytes reader gives exactly pydicom's pixels wherever it applies."""
     import pydicom
 
-    from conftest import SHARED
+    from testpaths import SHARED
     from screener.io.rawpixels import read_raw
     from screener.io.records import series_headers
 

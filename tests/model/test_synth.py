@@ -13,7 +13,7 @@ from screener.model.synth import SampleSpec, SynthConfig, SynthGenerator, degrad
 
 @pytest.fixture(scope="module")
 def gen():
-    from conftest import shared_path
+    from testpaths import shared_path
 
     torch.set_num_threads(1)
     folder = shared_path("synth-label-maps")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOOPBACK, free_port, make_study
+from pacs_support import LOOPBACK, free_port, make_study
 from pacs_fakes import calls
 
 from screener.config import ConfigError, load_config

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import make_study, storescu
+from pacs_support import make_study, storescu
 from pacs_fakes import calls
 from test_serve import assert_no_phi, wait_for
 
@@ -47,7 +47,7 @@ def test_serve_sends_results_back_into_the_same_study(tmp_path, orthanc_factory,
 
 def test_delivery_is_retried_until_the_destination_answers(tmp_path, serve_factory, orthanc_factory):
     from screener.io.dicom_writer import StudyIdentity
-    from conftest import free_port
+    from pacs_support import free_port
 
     dead = free_port()  # nothing listens here yet
     svc = serve_factory(overrides={"c_store": {"ae_title": "ORTHANC", "host": "127.0.0.1",

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, make_study, storescu
+from pacs_support import REPO, make_study, storescu
 from test_serve import assert_no_phi, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -62,7 +62,7 @@ def lesion_study(out_dir: Path, identity, seed: int = LESION_SEED) -> tuple[list
     Returns:
         The DICOM files and the mass centre in RAS mm.
     """
-    from conftest import REPO as repo
+    from pacs_support import REPO as repo
 
     maps = repo.parent / "shared" / "synth-label-maps"
     if not maps.exists():

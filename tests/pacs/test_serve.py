@@ -17,7 +17,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from conftest import LOOPBACK, make_study, storescu
+from pacs_support import LOOPBACK, make_study, storescu
 from pacs_fakes import calls
 
 pytestmark = pytest.mark.services

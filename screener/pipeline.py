@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import re
 import sys
 import time
 import traceback
@@ -161,9 +160,6 @@ def screen_inputs(inputs: list[str], outdir: Path, *, config: dict[str, Any] | N
             model = load_model(cfg, device)
         reports.append(screen_study(study, outdir, config=cfg, model=model))
     return reports
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def run_screen_cli(args: argparse.Namespace) -> int:

@@ -17,12 +17,11 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from screener.config import REPO_ROOT, load_config
+from screener.config import load_config
 
 log = logging.getLogger(__name__)
 

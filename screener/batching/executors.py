@@ -34,25 +34,30 @@ def run_local(tasks: Sequence[BatchTask], settings: WorkerSettings, workers: int
     """Run tasks on `workers` local processes, each loading the model once.
 
     At most 2 x workers tasks are in flight. If a worker process dies (killed, out of memory),
-    the pool is rebuilt and the tasks that were in flight are tried once more; a task that is
-    in flight at a second death is recorded as failed.
+    the pool is rebuilt and the tasks that were in flight are tried once more, one at a time
+    (so a study that kills its worker cannot take a healthy one down with it twice); a task
+    that is in flight at a second death is recorded as failed.
     """
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     pending = list(reversed(tasks))  # pop() from the end keeps the input order
+    retry: list[BatchTask] = []  # in flight at a worker death: rerun in isolation
     attempts: dict[str, int] = {}
     restarts = 0
     ctx = multiprocessing.get_context(start_method)
-    while pending:
+    while pending or retry:
         broken: list[BatchTask] = []
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
                                  initargs=(settings.threads_per_worker,)) as pool:
             running: dict[Any, BatchTask] = {}
-            while pending or running:
-                while pending and len(running) < 2 * workers:
-                    task = pending.pop()
+            while pending or retry or running:
+                while retry or pending:
+                    isolating = retry or any(attempts[t.key] >= 2 for t in running.values())
+                    if len(running) >= (1 if isolating else 2 * workers):
+                        break
+                    task = retry.pop() if retry else pending.pop()
                     attempts[task.key] = attempts.get(task.key, 0) + 1
                     running[pool.submit(run_task, task, settings)] = task
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -80,7 +85,7 @@ def run_local(tasks: Sequence[BatchTask], settings: WorkerSettings, workers: int
             restarts += 1
             log.warning("a worker process died; restarting the pool (%d) and retrying %d task(s)",
                         restarts, len(broken))
-            pending.extend(reversed(broken))
+            retry.extend(reversed(broken))
 
 
 def run_dask(tasks: Sequence[BatchTask], settings: WorkerSettings, *,

@@ -82,13 +82,19 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
     decision = decide_study([r.analysis for r in used], study_reasons, cal, best_limits(limits))
     primary = used[0] if used else None  # results were analysed in primary order
     outputs: dict[str, str | None] = {"anomaly_map": None, "sr": None, "seg": None,
-                                      "overlay": None, "html": None}
+                                      "overlay": None, "html": None, "brain_mask": None}
     if primary is not None:
         vol = primary.volume
         amap = SeriesVolume(data=primary.prediction.lesion_prob.astype(np.float32),
                             affine=vol.affine, info=vol.info)
         write_nifti(amap, folder / "anomaly_map.nii.gz")
         outputs["anomaly_map"] = "anomaly_map.nii.gz"
+        # The model's brain mask on the same grid: what findings were judged inside, and what
+        # `evaluate`'s FLAIR-threshold baseline masks with (its definition asks for a brain mask).
+        bmask = SeriesVolume(data=(primary.prediction.brain_prob >= dc.brain_threshold
+                                   ).astype(np.float32), affine=vol.affine, info=vol.info)
+        write_nifti(bmask, folder / "brain_mask.nii.gz")
+        outputs["brain_mask"] = "brain_mask.nii.gz"
         try:
             from screener.report.overlay import write_overlay
 

@@ -33,3 +33,42 @@ def test_blob_centroid_survives_resampling(angles, zooms):
     c_true = (world * data[..., None]).sum((0, 1, 2)) / data.sum()
     assert np.linalg.norm(c_grid - c_true) < 1.0
     assert np.linalg.norm(c_back - c_true) < 1.0
+
+
+def _ball(shape, centre, radius):
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
+    return np.linalg.norm(idx - np.asarray(centre), axis=-1) <= radius
+
+
+def test_brain_component_drops_an_eye_on_a_thin_nerve():
+    from screener.infer import largest_component
+
+    shape = (60, 60, 60)
+    brain = _ball(shape, (30, 34, 30), 18)
+    eye = _ball(shape, (30, 6, 30), 4)
+    nerve = np.zeros(shape, bool)
+    nerve[30, 9:17, 30] = True  # one voxel thick, joining eye and brain
+    keep = largest_component(brain | eye | nerve, dilate=0) > 0
+    assert not keep[eye].any()
+    assert keep[brain].mean() > 0.99  # the brain keeps its outline
+    # Without the nerve's thinness (a thick bridge) the eye would stay: the rule is about threads.
+    bridge = np.zeros(shape, bool)
+    bridge[26:35, 9:17, 26:35] = True
+    assert (largest_component(brain | eye | bridge, dilate=0) > 0)[eye].all()
+
+
+def test_head_box_covers_the_head_and_skips_the_air():
+    from screener.infer import head_box
+
+    shape = (96, 112, 96)
+    x = np.random.default_rng(0).normal(0.0, 0.01, shape).clip(0, 1).astype(np.float32)
+    head = _ball(shape, (40, 50, 45), 25)
+    x[head] = 0.6
+    box = head_box(x, 16)
+    inside = np.zeros(shape, bool)
+    inside[box] = True
+    assert inside[head].all()
+    assert all((s.stop - s.start) % 16 == 0 for s in box)
+    assert inside.mean() < 0.6  # most of the air is not run through the network
+    # An empty image keeps the whole grid (nothing to crop to).
+    assert head_box(np.zeros(shape, np.float32), 16) == tuple(slice(0, n) for n in shape)

@@ -139,8 +139,24 @@ def screen_study(study: Study, outdir: Path, *, config: dict[str, Any] | None = 
                   type(exc).__name__, traceback.format_exc())
         error = f"internal_error: {type(exc).__name__} while screening; see the log"
         study_reasons = [error]
-    return write_study_outputs(study, results, study_reasons, outdir / study_dir_name(study),
-                               config=cfg, model=model, timing=timing, t0=t0)
+    folder = outdir / study_dir_name(study)
+    try:
+        return write_study_outputs(study, results, study_reasons, folder, config=cfg, model=model,
+                                   timing=timing, t0=t0)
+    except Exception as exc:
+        # Fail closed here too: a result that could not be written (disk full, a writer's bug)
+        # becomes an indeterminate report without maps or pictures when the disk still takes
+        # one; only when even that fails does the study count as failed (the caller's error).
+        log.error("study %s: outputs not written (%s); writing an indeterminate report",
+                  uid_hash(study.study_instance_uid), type(exc).__name__)
+        why = f"outputs_not_written: {type(exc).__name__} while writing the results; see the log"
+        bare = [SeriesResult(info=r.info, used=False, why_not_used=r.why_not_used or [why])
+                for r in results]
+        try:
+            return write_study_outputs(study, bare, [why], folder, config=cfg, model=model,
+                                       timing=timing, t0=t0)
+        except Exception:
+            raise exc from None
 
 
 def screen_inputs(inputs: list[str], outdir: Path, *, config: dict[str, Any] | None = None,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from screener import __version__
+from screener.config import REPO_ROOT
 
 INTENDED_USE = "research and worklist triage, not a diagnostic device"
 
@@ -52,6 +53,10 @@ def export_bundle(checkpoint: Path, out_dir: Path, cfg: Any) -> Path:
     meta_path = out_dir / "configs" / "metadata.json"
     old = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     train_cfg = _plain(cfg)
+    # The label-map folder as the repository sees it (../shared/...), not this machine's path.
+    maps_dir = Path(train_cfg["synth"]["label_maps_dir"])
+    if maps_dir.is_absolute():
+        train_cfg["synth"]["label_maps_dir"] = os.path.relpath(maps_dir, REPO_ROOT)
     meta = {
         "name": cfg.name,
         "version": old.get("version", "0.1.0"),

@@ -31,6 +31,10 @@ def test_smoke_train_resume_export_and_tamper(tmp_path, shared):
     meta, state = load_bundle(out)
     assert meta["intended_use"].startswith("research and worklist triage")
     assert meta["training"]["iterations"] == 6 and state
+    # The label maps are named as the repository sees them, so the bundle works on any machine.
+    maps_dir = meta["training"]["config"]["synth"]["label_maps_dir"]
+    assert not Path(maps_dir).is_absolute()
+    assert (REPO_ROOT / maps_dir).resolve() == (REPO_ROOT / "../shared/synth-label-maps").resolve()
     model = out / "models" / "model.pt"
     model.write_bytes(model.read_bytes()[:-10])
     with pytest.raises(WeightsError):

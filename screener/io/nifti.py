@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from screener.atomic import atomic_write
 from screener.errors import ResourceLimitError, SeriesReadError, UnreadableFileError
 from screener.io.results import FileError
 from screener.io.settings import IOConfig
@@ -195,13 +194,4 @@ def write_nifti(volume: SeriesVolume, path: str | Path) -> Path:
     ortho = np.allclose((rzs / zooms).T @ (rzs / zooms), np.eye(3), atol=1e-4)
     img.set_qform(volume.affine if ortho else None, code=1 if ortho else 0)
     img.header.set_xyzt_units("mm", "sec")
-    suffix = ".nii.gz" if out.name.lower().endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=f".tmp{suffix}", dir=out.parent)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic_write(out, lambda tmp: nib.save(img, str(tmp)))  # the suffix picks compression

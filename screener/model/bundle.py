@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from screener import __version__
+from screener.atomic import atomic_write, write_json_atomic
 from screener.config import REPO_ROOT
 
 INTENDED_USE = "research and worklist triage, not a diagnostic device"
@@ -31,12 +32,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_json_atomic(obj: Any, path: Path) -> None:
-    from screener.report import atomic_write_text
-
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
 def export_bundle(checkpoint: Path, out_dir: Path, cfg: Any) -> Path:
     """Write the checkpoint's model weights (float32 state dict) and metadata as a bundle."""
     import torch
@@ -47,9 +42,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, cfg: Any) -> Path:
     models = out_dir / "models"
     models.mkdir(parents=True, exist_ok=True)
     model_path = models / "model.pt"
-    tmp = model_path.with_name("model.pt.tmp")
-    torch.save(state["model"], tmp)
-    os.replace(tmp, model_path)
+    atomic_write(model_path, lambda tmp: torch.save(state["model"], tmp))
     meta_path = out_dir / "configs" / "metadata.json"
     old = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     train_cfg = _plain(cfg)
@@ -84,7 +77,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, cfg: Any) -> Path:
         "evaluation": old.get("evaluation", {}),
         "sha256": {"models/model.pt": sha256_file(model_path)},
     }
-    write_json_atomic(meta, meta_path)
+    write_json_atomic(meta_path, meta)
     return out_dir
 
 

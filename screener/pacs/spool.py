@@ -10,23 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from screener.atomic import TMP_MARK, fsync_dir, write_bytes_atomic
 
 
 def short_hash(text: str, n: int = 16) -> str:
     """A short, stable, path-safe hash of a UID (what logs and file names use instead of PHI)."""
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:n]
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or create inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _mkdirs_durable(path: Path) -> None:
@@ -41,27 +33,14 @@ def _mkdirs_durable(path: Path) -> None:
             d.mkdir()
         except FileExistsError:
             pass
-        fsync_dir(d.parent)
+        fsync_dir(d.parent, strict=True)
 
 
 def durable_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically and durably (temp name, fsync, rename, fsync dir)."""
     path = Path(path)
     _mkdirs_durable(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(path.parent)
+    write_bytes_atomic(path, data, strict=True)
 
 
 @dataclass(frozen=True)
@@ -100,7 +79,7 @@ class Spool:
     def remove_temporaries(self) -> int:
         """Delete half-written files left by a crash (never acknowledged). Returns how many."""
         n = 0
-        for tmp in self.root.rglob(".tmp-*.part"):
+        for tmp in self.root.rglob(f"{TMP_MARK}*"):
             try:
                 tmp.unlink()
                 n += 1

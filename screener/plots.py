@@ -92,3 +92,56 @@ def calibration_plot(path: Path, bins: list[dict[str, Any]], ece: float | None, 
            title=f"Calibration of confidence (n={n}, ECE {ece_text})")
     ax.legend(fontsize=8, loc="upper left")
     return _save(fig, path)
+
+
+def training_curve(log_path: Path, path: Path) -> Path:
+    """Training loss and held-out validation figures against iteration, from a run's log.jsonl.
+
+    The log is appended by every (resumed) run, so a record repeated by a resume is drawn once
+    (the later one).
+    """
+    import json
+
+    records: dict[int, dict[str, Any]] = {}
+    for line in Path(log_path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            records[int(rec["it"])] = rec
+    its = sorted(records)
+    fig, (ax_loss, ax_val) = _figure_pair()
+    ax_loss.plot(its, [records[i]["loss"] for i in its], lw=1)
+    ax_loss.set(xlabel="iteration", ylabel="Dice + cross-entropy loss", title="Training loss")
+    val = [i for i in its if "brain_dice" in records[i]]
+    for key, label in (("brain_dice", "brain Dice"), ("lesion_dice", "lesion Dice"),
+                       ("lesion_detected", "lesions touched")):
+        ax_val.plot(val, [records[i][key] for i in val], marker="o", ms=3, label=label)
+    ax_val.set(xlabel="iteration", ylim=(0, 1), title="Validation (held-out synthetic heads)")
+    ax_val.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _figure_pair() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    return fig, axes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m screener.plots training-curve LOG.jsonl OUT.png`."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Draw the training curve of a run.")
+    ap.add_argument("what", choices=["training-curve"])
+    ap.add_argument("log", type=Path)
+    ap.add_argument("out", type=Path)
+    a = ap.parse_args(argv)
+    print(training_curve(a.log, a.out))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

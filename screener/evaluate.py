@@ -33,7 +33,7 @@ MASK_WORDS = ("seg", "mask", "label", "ot", "lesion", "roi")
 CASE_COLUMNS = ("case_id", "label", "pathology", "decision", "abnormality_score", "confidence",
                 "baseline_decision", "baseline_score", "dice", "auprc", "baseline_dice",
                 "baseline_auprc", "lesions", "lesions_detected", "baseline_lesions_detected",
-                "mask", "reasons", "baseline_brain_mask", "report_path", "notes")
+                "mask", "reasons", "brain_ml", "baseline_brain_mask", "report_path", "notes")
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def evaluate_case(row: ManifestRow, record: dict[str, Any] | None, study: Any,
         "confidence": report.get("confidence"), "reasons": report.get("reasons") or [],
         "error": (record or {}).get("error"), "mask": str(row.mask) if row.mask else "",
         "report_path": str(study_dir / "report.json") if report else "", "notes": "",
-        "model_voxel": None, "baseline_voxel": None,
+        "model_voxel": None, "baseline_voxel": None, "brain_ml": None,
     }
     outputs = report.get("outputs") or {}
     mask = None
@@ -127,6 +127,9 @@ def evaluate_case(row: ManifestRow, record: dict[str, Any] | None, study: Any,
     model_brain = None
     if outputs.get("brain_mask") and (study_dir / outputs["brain_mask"]).exists():
         model_brain = _load_nifti(study_dir / outputs["brain_mask"])
+        # Brain-mask sanity: the model's brain volume (adult brains ~1,000-1,600 ml).
+        voxel_ml = abs(float(np.linalg.det(model_brain[1][:3, :3]))) / 1000.0
+        case["brain_ml"] = round(float((model_brain[0] > 0.5).sum()) * voxel_ml, 1)
     amap = outputs.get("anomaly_map")
     if mask is not None and amap and (study_dir / amap).exists() and _analysed(report):
         scores, aff = _load_nifti(study_dir / amap)

@@ -117,6 +117,20 @@ def test_all_negative_set(tmp_path):
     assert (tmp_path / "out" / "roc.png").exists() and (tmp_path / "out" / "summary.md").exists()
 
 
+def test_model_brain_mask_volume_and_baseline_mask(tmp_path):
+    """Brain-mask sanity per case (brain_ml), and the baseline masks with the model's brain."""
+    img = make_case(tmp_path / "data", "b0", lesion=True, decision="flagged", score=0.9,
+                    confidence=0.9, seed=3)
+    spec = json.loads((img.parent / "fake_screen.json").read_text())
+    (img.parent / "fake_screen.json").write_text(json.dumps({**spec, "brain_mask": True}))
+    (tmp_path / "cases.csv").write_text("study_id,label,pathology,inputs,mask,notes\n"
+                                        f"b0,abnormal,,{img.relative_to(tmp_path)},,\n")
+    run_evaluate(tmp_path / "cases.csv", tmp_path / "out", evaluate_config())
+    row = next(csv.DictReader(open(tmp_path / "out" / "cases.csv")))
+    assert float(row["brain_ml"]) == pytest.approx(12 * 12 * 8 / 1000.0, abs=0.05)
+    assert row["baseline_brain_mask"] == "model"
+
+
 def test_benchmark_intervals_and_pooling():
     from screener.synthetic_benchmark import pooled_sensitivity_by_diameter, with_intervals
 

@@ -39,6 +39,10 @@ def screen_study(study: Study, outdir: Path, *, config: dict, model: Any = None)
               "study": {"study_instance_uid": study.study_instance_uid, "accession_number": ""},
               "findings": [], "reasons": [],
               "outputs": {"anomaly_map": "anomaly_map.nii.gz"}}
+    if spec.get("brain_mask"):  # the model's brain mask: the head's non-zero block
+        nib.save(nib.Nifti1Image((data > 5).astype(np.float32), img.affine),
+                 str(out / "brain_mask.nii.gz"))
+        report["outputs"]["brain_mask"] = "brain_mask.nii.gz"
     (out / "report.json").write_text(json.dumps(report))
     return report
 

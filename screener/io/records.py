@@ -204,10 +204,24 @@ def _mosaic_tiles(ds: Any) -> tuple[int, np.ndarray] | None:
     return int(n), np.asarray(normal, dtype=float)
 
 
+def rescale(value: Any, keyword: str, default: float) -> float:
+    """A RescaleSlope / RescaleIntercept value: `default` when absent; an error when present but
+    not a finite number, or a slope of 0 (an image of one value). Read as 1.0 / 0.0 instead,
+    a corrupt header would give unscaled intensities that look plausible."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    first = as_strings(value)[:1]
+    number = as_float(first[0]) if first else None
+    if number is None or (keyword == "RescaleSlope" and number == 0.0):
+        raise UnreadableFileError(f"{keyword} {str(value)[:20]!r} is not a usable number: refused")
+    return number
+
+
 def classic_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameRecord]:
     """Records of a single-frame file (one, or one per tile for a Siemens mosaic)."""
     raw = RawHeader(ds)
-    slope, intercept = raw.number("RescaleSlope"), raw.number("RescaleIntercept")
+    slope = rescale(raw.strings("RescaleSlope") or None, "RescaleSlope", 1.0)
+    intercept = rescale(raw.strings("RescaleIntercept") or None, "RescaleIntercept", 0.0)
     image_type = tuple(t.upper() for t in raw.strings("ImageType"))
     rec = FrameRecord(
         path=path, frame=0, rows=raw.us("Rows") or 0, columns=raw.us("Columns") or 0,
@@ -219,8 +233,7 @@ def classic_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameReco
         echo_number=raw.integer("EchoNumbers"), echo_time=raw.number("EchoTime"),
         acquisition_number=raw.integer("AcquisitionNumber"),
         temporal_index=raw.integer("TemporalPositionIdentifier"), image_type=image_type,
-        slope=slope if slope is not None else 1.0,
-        intercept=intercept if intercept is not None else 0.0,
+        slope=slope, intercept=intercept,
         bvalue=raw.number("DiffusionBValue"), **base)
     mosaic = _mosaic_tiles(ds) if "MOSAIC" in image_type else None
     if mosaic is None:
@@ -280,8 +293,9 @@ def enhanced_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameRec
             acquisition_number=as_int(ds.get("AcquisitionNumber")),
             temporal_index=as_int(content.get("TemporalPositionIndex")) if content else None,
             image_type=tuple(t.upper() for t in as_strings(ftype)),
-            slope=as_float(gv("PixelValueTransformationSequence", "RescaleSlope")) or 1.0,
-            intercept=as_float(gv("PixelValueTransformationSequence", "RescaleIntercept")) or 0.0,
+            slope=rescale(gv("PixelValueTransformationSequence", "RescaleSlope"), "RescaleSlope", 1.0),
+            intercept=rescale(gv("PixelValueTransformationSequence", "RescaleIntercept"),
+                              "RescaleIntercept", 0.0),
             bvalue=as_float(gv("MRDiffusionSequence", "DiffusionBValue")), **base))
     return out
 

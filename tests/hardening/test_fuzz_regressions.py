@@ -197,3 +197,26 @@ def test_nifti_with_nan_voxels_is_refused(tmp_path):
     data[2, 3, 1] = np.nan
     nib.save(nib.Nifti1Image(data, np.diag([2.0, 2.0, 3.0, 1.0])), str(tmp_path / "a.nii"))
     assert _ingest(tmp_path) == ["SeriesReadError"]
+
+
+@pytest.mark.parametrize("tag,value", [(0x00281053, b"NaN "), (0x00281053, b"garbage "),
+                                       (0x00281053, b"0 "), (0x00281052, b"inf ")])
+def test_unusable_rescale_values_are_refused_not_defaulted(tmp_path, tag, value):
+    """A RescaleSlope written as 'NaN' (or text, or 0) was read as 1.0: a corrupt header gave
+    unscaled intensities that looked plausible. The file is now refused (the series reports a
+    file error; a study left without it is indeterminate)."""
+    from screener.io.dicom_writer import write_mr_series
+
+    files = write_mr_series(np.random.default_rng(0).normal(200, 20, (16, 12, 8)),
+                            np.diag([2.0, 2.0, 3.0, 1.0]), tmp_path / "src")
+    case = tmp_path / "case"
+    case.mkdir()
+    for k, f in enumerate(files):
+        ds = _read(f.read_bytes())
+        if k == 4:
+            _raw_element(ds, tag, "DS", value)
+        (case / f.name).write_bytes(_write(ds))
+    assert "UnreadableFileError" in _ingest(case)
+    # The rest of the series has a hole where the refused file was: QC will not use it.
+    series = find_studies([case]).studies[0].series[0]
+    assert any(w.startswith("missing_slices") for w in series.warnings), series.warnings

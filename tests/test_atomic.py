@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from screener.atomic import TMP_MARK, atomic_write, temp_name, write_json_atomic
+from screener.atomic import TMP_MARK, atomic_write, temp_name, write_bytes_atomic, write_json_atomic
 
 
 def test_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -17,18 +17,23 @@ def test_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["report.json"]
 
 
-def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path):
-    target = tmp_path / "map.nii.gz"
-    target.write_bytes(b"old")
+def test_atomic_write_failure_keeps_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "x.bin"
+    write_bytes_atomic(target, b"old")
 
-    def half_then_crash(tmp):
-        tmp.write_bytes(b"half")
-        raise OSError("No space left on device")
+    def half_then_crash(p):
+        p.write_bytes(b"half")
+        raise OSError("disk full")
 
     with pytest.raises(OSError):
         atomic_write(target, half_then_crash)
     assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["map.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin"]
+    # The temporary file sits beside the target, keeps the suffix, and is renamed over it.
+    seen = []
+    atomic_write(target, lambda p: (seen.append(p), p.write_bytes(b"new")))
+    assert seen[0].parent == tmp_path and seen[0].suffix == ".bin" and seen[0] != target
+    assert target.read_bytes() == b"new" and not seen[0].exists()
 
 
 def test_temporary_names_keep_the_suffix_and_carry_the_mark(tmp_path):

@@ -173,20 +173,28 @@ def test_vanishing_slice_spacing_is_refused_not_a_discovery_crash(tmp_path, valu
 
 
 
-@pytest.mark.parametrize("slope", ["1e308", "1e38"])
-def test_rescale_overflowing_float32_is_refused(tmp_path, slope):
-    """RescaleSlope=1e308 turned every voxel into inf: a 'parsed' volume of infinities."""
+def _series_with_one_bad_element(tmp_path: Path, slices: int, bad: int, tag: int,
+                                 value: bytes) -> Path:
+    """A written series of `slices` slices whose file number `bad` carries `value` (DS) at `tag`."""
     from screener.io.dicom_writer import write_mr_series
 
-    files = write_mr_series(np.random.default_rng(0).normal(200, 20, (16, 12, 3)),
+    files = write_mr_series(np.random.default_rng(0).normal(200, 20, (16, 12, slices)),
                             np.diag([2.0, 2.0, 3.0, 1.0]), tmp_path / "src")
     case = tmp_path / "case"
     case.mkdir()
     for k, f in enumerate(files):
         ds = _read(f.read_bytes())
-        if k == 1:
-            _raw_element(ds, 0x00281053, "DS", slope.encode() + (b" " if len(slope) % 2 else b""))
+        if k == bad:
+            _raw_element(ds, tag, "DS", value)
         (case / f.name).write_bytes(_write(ds))
+    return case
+
+
+@pytest.mark.parametrize("slope", ["1e308", "1e38"])
+def test_rescale_overflowing_float32_is_refused(tmp_path, slope):
+    """RescaleSlope=1e308 turned every voxel into inf: a 'parsed' volume of infinities."""
+    value = slope.encode() + (b" " if len(slope) % 2 else b"")
+    case = _series_with_one_bad_element(tmp_path, 3, 1, 0x00281053, value)
     assert _ingest(case) == ["SeriesReadError"]
 
 
@@ -205,17 +213,7 @@ def test_unusable_rescale_values_are_refused_not_defaulted(tmp_path, tag, value)
     """A RescaleSlope written as 'NaN' (or text, or 0) was read as 1.0: a corrupt header gave
     unscaled intensities that looked plausible. The file is now refused (the series reports a
     file error; a study left without it is indeterminate)."""
-    from screener.io.dicom_writer import write_mr_series
-
-    files = write_mr_series(np.random.default_rng(0).normal(200, 20, (16, 12, 8)),
-                            np.diag([2.0, 2.0, 3.0, 1.0]), tmp_path / "src")
-    case = tmp_path / "case"
-    case.mkdir()
-    for k, f in enumerate(files):
-        ds = _read(f.read_bytes())
-        if k == 4:
-            _raw_element(ds, tag, "DS", value)
-        (case / f.name).write_bytes(_write(ds))
+    case = _series_with_one_bad_element(tmp_path, 8, 4, tag, value)
     assert "UnreadableFileError" in _ingest(case)
     # The rest of the series has a hole where the refused file was: QC will not use it.
     series = find_studies([case]).studies[0].series[0]

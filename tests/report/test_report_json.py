@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 
 import numpy as np
 import pytest
 from report_cases import make_case, make_report
 
-from screener.report import atomic_write, atomic_write_bytes
 from screener.report.json import ReportError, build_report, validate_report, write_report
 
 CONTRACT = {"schema_version", "study", "decision", "abnormality_score", "confidence", "reasons",
@@ -124,22 +122,3 @@ def test_write_report_is_atomic(tmp_path, calibration):
     path = write_report(rep, tmp_path / "out" / "report.json")
     assert json.loads(path.read_text()) == rep
     assert [p.name for p in path.parent.iterdir()] == ["report.json"]
-
-
-def test_atomic_write_failure_keeps_old_file_and_no_temp(tmp_path):
-    target = tmp_path / "x.bin"
-    atomic_write_bytes(target, b"old")
-
-    def half_then_crash(p):
-        p.write_bytes(b"half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        atomic_write(target, half_then_crash)
-    assert target.read_bytes() == b"old"
-    assert os.listdir(tmp_path) == ["x.bin"]
-    # The temporary file sits beside the target, keeps the suffix, and is renamed over it.
-    seen = []
-    atomic_write(target, lambda p: (seen.append(p), p.write_bytes(b"new")))
-    assert seen[0].parent == tmp_path and seen[0].suffix == ".bin" and seen[0] != target
-    assert target.read_bytes() == b"new" and not seen[0].exists()

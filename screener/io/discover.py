@@ -220,7 +220,7 @@ def find_studies(inputs: Sequence[str | Path], config: dict[str, Any] | IOConfig
     if headers:
         from screener.select import classify_series
 
-        for study in group_studies(headers, cfg):
+        for study in group_studies(headers, cfg, found.errors):
             study.source = ", ".join(str(i) for i in inputs)
             for s in study.series:
                 s.sequence = classify_series(s, cfg.series_rules)

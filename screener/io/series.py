@@ -9,6 +9,7 @@ SeriesInfo whose `split_key` says why, with a `mixed_series` warning.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import defaultdict
 from typing import Any
 
@@ -16,8 +17,11 @@ import numpy as np
 
 from screener.io.geometry import Grid, build_grid, orientation_code
 from screener.io.records import FileHeader, FrameRecord
+from screener.io.results import FileError
 from screener.io.settings import IOConfig
 from screener.types import SeriesInfo, Study
+
+log = logging.getLogger(__name__)
 
 
 def short_hash(text: str, n: int = 8) -> str:
@@ -145,8 +149,14 @@ def _too_big(info: SeriesInfo, cfg: IOConfig) -> None:
         info.headers["loadable"] = False
 
 
-def group_studies(headers: list[FileHeader], cfg: IOConfig) -> list[Study]:
-    """Studies with their series (split where mixed), sorted by SeriesNumber."""
+def group_studies(headers: list[FileHeader], cfg: IOConfig,
+                  errors: list[FileError] | None = None) -> list[Study]:
+    """Studies with their series (split where mixed), sorted by SeriesNumber.
+
+    A series that cannot be assembled (an unforeseen failure in splitting or placing its
+    slices) is left out with an error record in `errors` (raised when `errors` is None), so
+    one such series never costs the other series and studies of the input.
+    """
     head_of: dict[str, FileHeader] = {}  # series UID -> the file that gave the series headers
     for h in headers:
         if h.headers and h.records:
@@ -164,32 +174,52 @@ def group_studies(headers: list[FileHeader], cfg: IOConfig) -> list[Study]:
             by_series[key].append(r)
     studies: dict[str, Study] = {}
     for (study_uid, series_uid), frames in by_series.items():
-        planes: list[np.ndarray] = []
-        parts: dict[tuple, list[FrameRecord]] = defaultdict(list)
-        for r in frames:
-            parts[_split_key(r, planes, cfg)].append(r)
-        pieces: list[tuple[str, list[FrameRecord]]] = []
-        keys = list(parts)
-        for key in keys:
-            others = [k for k in keys if k != key]
-            label = _describe(key, others) if others else ""
-            sub = _split_by_acquisition(parts[key], cfg)
-            for s in sub:
-                lab = label
-                if len(sub) > 1:
-                    lab = ",".join(x for x in (label, f"AcquisitionNumber={s[0].acquisition_number}") if x)
-                pieces.append((lab, s))
-        for label, part in pieces:
-            grid = build_grid(part, cfg)
-            info = _series_info(study_uid, series_uid, part, grid, head_of.get(series_uid) or FileHeader(part[0].path, []), label,
-                                len(pieces))
-            if dup_warn.get((study_uid, series_uid)):
-                info.warnings.append(f"duplicate_positions: {dup_warn[(study_uid, series_uid)]} "
-                                     "repeated copies of the same SOP instance ignored")
-            _too_big(info, cfg)
+        try:
+            built = _build_series(study_uid, series_uid, frames, head_of, dup_warn, cfg)
+        except Exception as exc:
+            if errors is None:
+                raise
+            log.warning("series %s not assembled: %s", short_hash(series_uid), type(exc).__name__)
+            errors.append(FileError(str(frames[0].path), f"series of {len(frames)} frames could "
+                                    f"not be assembled ({type(exc).__name__}); not used",
+                                    "SeriesReadError"))
+            continue
+        for info in built:
             study = studies.setdefault(study_uid, Study(study_instance_uid=study_uid,
                                                         accession_number=info.accession_number))
             study.series.append(info)
     for study in studies.values():
         study.series.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.split_key))
     return list(studies.values())
+
+
+def _build_series(study_uid: str, series_uid: str, frames: list[FrameRecord],
+                  head_of: dict[str, FileHeader], dup_warn: dict[tuple[str, str], int],
+                  cfg: IOConfig) -> list[SeriesInfo]:
+    """The SeriesInfo(s) of one SeriesInstanceUID, split where it mixes planes or acquisitions."""
+    planes: list[np.ndarray] = []
+    parts: dict[tuple, list[FrameRecord]] = defaultdict(list)
+    for r in frames:
+        parts[_split_key(r, planes, cfg)].append(r)
+    pieces: list[tuple[str, list[FrameRecord]]] = []
+    out: list[SeriesInfo] = []
+    keys = list(parts)
+    for key in keys:
+        others = [k for k in keys if k != key]
+        label = _describe(key, others) if others else ""
+        sub = _split_by_acquisition(parts[key], cfg)
+        for s in sub:
+            lab = label
+            if len(sub) > 1:
+                lab = ",".join(x for x in (label, f"AcquisitionNumber={s[0].acquisition_number}") if x)
+            pieces.append((lab, s))
+    for label, part in pieces:
+        grid = build_grid(part, cfg)
+        info = _series_info(study_uid, series_uid, part, grid, head_of.get(series_uid) or FileHeader(part[0].path, []), label,
+                            len(pieces))
+        if dup_warn.get((study_uid, series_uid)):
+            info.warnings.append(f"duplicate_positions: {dup_warn[(study_uid, series_uid)]} "
+                                 "repeated copies of the same SOP instance ignored")
+        _too_big(info, cfg)
+        out.append(info)
+    return out

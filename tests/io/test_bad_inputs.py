@@ -345,3 +345,31 @@ def test_repeated_acquisitions_of_the_same_slab_form_4d(tmp_path):
     assert s.shape == SHAPE + (3,) and "multi_volume" in _codes(s)
     vol = load_series(s)
     assert [float(vol.data[..., t].mean()) for t in range(3)] == pytest.approx([1.0, 2.0, 3.0])
+
+
+def test_a_series_that_cannot_be_assembled_costs_only_itself(tmp_path, monkeypatch):
+    """An unforeseen failure while placing one series' slices used to raise out of find_studies
+    and lose every study of the input; now that series is an error record and the rest stays."""
+    import numpy as np
+
+    import screener.io.series as series_mod
+    from screener.io import find_studies
+    from screener.io.dicom_writer import StudyIdentity, write_mr_series
+
+    for name in ("good", "bad"):
+        write_mr_series(np.ones((8, 8, 4)), np.diag([2.0, 2.0, 3.0, 1.0]), tmp_path / name,
+                        identity=StudyIdentity(patient_name=f"Zzyzx^{name}"))
+    bad_file = sorted((tmp_path / "bad").iterdir())[0]
+    real = series_mod.build_grid
+
+    def fragile(frames, cfg):
+        if any(f.path.parent.name == "bad" for f in frames):
+            raise ZeroDivisionError("unforeseen geometry")
+        return real(frames, cfg)
+
+    monkeypatch.setattr(series_mod, "build_grid", fragile)
+    found = find_studies([tmp_path])
+    assert len(found.studies) == 1
+    assert [f.parent.name for f in found.studies[0].series[0].source_files] == ["good"] * 4
+    assert [(e.kind, "ZeroDivisionError" in e.reason) for e in found.errors] == [("SeriesReadError", True)]
+    assert Path(found.errors[0].path).parent == bad_file.parent

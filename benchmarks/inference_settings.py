@@ -1,0 +1,99 @@
+"""Inference settings compared on held-out synthetic calibration heads, each against its peer.
+
+Runs the shipped weights over the first N heads of the calibration seed space (label maps held
+out of training; the same space `synth_eval calibrate` fits the operating point on, never the
+benchmark's or any real case) and prints, for each sliding-window overlap:
+- brain-mask Dice against the generator's truth and predict() seconds per head;
+- for the fused map (learned channel + outlier statistics) and the learned channel alone:
+  lesions hit, false-finding volume on lesion-free heads, and for each study-score volume scale
+  the AUROC of lesion-hit-gated scores (a lesion study whose findings miss the lesion scores 0,
+  as in calibration) with the sensitivity at 90 % specificity.
+Settings chosen from this table go into configs/default.yaml (model.sw_overlap,
+model.use_outlier, decide.score_volume_scale_ml) before calibrating.
+
+    .venv/bin/python benchmarks/inference_settings.py --n 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=60, help="calibration heads (3 of 4 with a lesion)")
+    ap.add_argument("--seed", type=int, default=1, help="calibration seed (as synth_eval calibrate)")
+    ap.add_argument("--overlaps", type=float, nargs="+", default=[0.5, 0.25])
+    ap.add_argument("--scales", type=float, nargs="+", default=[0.05, 0.5, 2.0])
+    args = ap.parse_args()
+
+    import torch
+
+    from screener.config import load_config
+    from screener.decide import analyse_series, decide_config
+    from screener.infer import predict
+    from screener.metrics import auroc
+    from screener.model import synth_eval
+    from screener.pipeline import load_model
+    from screener.types import SeriesInfo, SeriesVolume
+
+    torch.set_num_threads(2)
+    cfg = load_config()
+    dc = decide_config(cfg)
+    base = load_model(cfg, "cpu")
+    gen, run_seed = synth_eval._generator(base.metadata)
+    specs = synth_eval.cases(args.n, args.seed, "calib", run_seed, synth_eval.CLAIMED_MIN_DIAMETER_MM)
+    samples = [(spec, gen.sample(s, spec)) for s, spec in specs]
+    samples = [(spec, s) for spec, s in samples if not spec.lesion or s.lesion_mask.any()]
+    print(f"weights {base.name} {base.version}: {len(samples)} calibration heads "
+          f"({sum(spec.lesion for spec, _ in samples)} with a lesion >= 10 mm)")
+    for overlap in args.overlaps:
+        model = dataclasses.replace(base, config=dataclasses.replace(base.config, sw_overlap=overlap))
+        dice, seconds = [], 0.0
+        rows: dict[str, list[tuple[bool, bool, list[tuple[float, float]]]]] = {"fused": [], "learned": []}
+        false_ml: dict[str, list[float]] = {"fused": [], "learned": []}
+        for spec, sample in samples:
+            img = sample.image[0].numpy()
+            truth = sample.target.numpy()
+            t0 = time.perf_counter()
+            pred = predict(SeriesVolume(data=img, affine=sample.affine,
+                                        info=SeriesInfo("synthetic", "synthetic")), model)
+            seconds += time.perf_counter() - t0
+            brain_true = (truth > 0) & (truth != 4)
+            brain = pred.brain_prob >= dc.brain_threshold
+            dice.append(2 * (brain_true & brain).sum() / (brain_true.sum() + brain.sum()))
+            voxel_ml = abs(float(np.linalg.det(sample.affine[:3, :3]))) / 1000.0
+            for name, prob in (("fused", pred.lesion_prob), ("learned", pred.learned_prob)):
+                a = analyse_series(prob, brain, img, sample.affine, "s", dc)
+                found = a.labels > 0
+                hit = bool((found & (truth == 5)).any())
+                rows[name].append((spec.lesion, hit, [(f.probability, f.volume_ml) for f in a.findings]))
+                if not spec.lesion:
+                    false_ml[name].append(float(found.sum()) * voxel_ml)
+        print(f"\nsw_overlap {overlap}: brain Dice {np.mean(dice):.3f}, predict {seconds / len(samples):.2f} s/head")
+        for name, res in rows.items():
+            n_les = sum(r[0] for r in res)
+            hits = sum(r[1] for r in res if r[0])
+            print(f"  {name:8s} lesions hit {hits}/{n_les}, false findings on lesion-free heads "
+                  f"median {np.median(false_ml[name]):.1f} ml (n={len(false_ml[name])})")
+            for scale in args.scales:
+                pos = [_score(fs, scale) if hit else 0.0 for les, hit, fs in res if les]
+                neg = [_score(fs, scale) for les, hit, fs in res if not les]
+                thr = float(np.quantile(neg, 0.9))
+                auc = auroc([True] * len(pos) + [False] * len(neg), pos + neg)
+                print(f"    score_volume_scale_ml {scale:5}: hit-gated AUROC {auc:.3f}, "
+                      f"sensitivity at 90 % specificity {np.mean(np.asarray(pos) > thr):.2f}")
+    return 0
+
+
+def _score(findings: list[tuple[float, float]], scale: float) -> float:
+    """decide.analyse_series' study score for another volume scale."""
+    return max((p * (1.0 - np.exp(-v / scale)) for p, v in findings), default=0.0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -49,6 +49,7 @@ def run_local(tasks: Sequence[BatchTask], settings: WorkerSettings, workers: int
     ctx = multiprocessing.get_context(start_method)
     while pending or retry:
         broken: list[BatchTask] = []
+        pool_broken = False  # a worker died and submit() said so before any future did
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
                                  initargs=(settings.threads_per_worker,)) as pool:
             running: dict[Any, BatchTask] = {}
@@ -57,9 +58,16 @@ def run_local(tasks: Sequence[BatchTask], settings: WorkerSettings, workers: int
                     isolating = retry or any(attempts[t.key] >= 2 for t in running.values())
                     if len(running) >= (1 if isolating else 2 * workers):
                         break
-                    task = retry.pop() if retry else pending.pop()
+                    queue = retry if retry else pending
+                    task = queue.pop()
+                    try:
+                        fut = pool.submit(run_task, task, settings)
+                    except BrokenProcessPool:
+                        queue.append(task)  # never started: back where it came from
+                        pool_broken = True
+                        break
                     attempts[task.key] = attempts.get(task.key, 0) + 1
-                    running[pool.submit(run_task, task, settings)] = task
+                    running[fut] = task
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
                     task = running.pop(fut)
@@ -72,16 +80,16 @@ def run_local(tasks: Sequence[BatchTask], settings: WorkerSettings, workers: int
                             broken.append(task)
                     except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
                         yield _executor_failure(task, exc, "executor")
-                if broken:
+                if broken or pool_broken:
                     break
-            if broken:
+            if broken or pool_broken:
                 # The pool is unusable: everything still running fails the same way.
                 for fut, task in running.items():
                     if fut.done() and fut.exception() is None:
                         yield fut.result()
                     else:
                         broken.append(task)
-        if broken:
+        if broken or pool_broken:
             restarts += 1
             log.warning("a worker process died; restarting the pool (%d) and retrying %d task(s)",
                         restarts, len(broken))

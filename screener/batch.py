@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from screener.batching.atomic import TMP_MARK, write_json_atomic
+from screener.atomic import TMP_MARK, write_json_atomic
 from screener.batching.tasks import BatchTask, collect_tasks
 from screener.batching.worker import WorkerSettings, read_complete_report, resolve
 from screener.config import load_config, section

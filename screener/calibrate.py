@@ -134,9 +134,9 @@ class Calibration:
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON atomically (temp name in the same folder, fsync, rename)."""
-        from screener.report import atomic_write_text
+        from screener.atomic import write_text_atomic
 
-        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from screener.batching.atomic import write_text_atomic
+from screener.atomic import write_text_atomic
 
 
 def _prop(p: dict[str, Any] | None) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from screener.baseline import BaselineConfig, run_baseline
-from screener.batching.atomic import write_json_atomic, write_text_atomic
+from screener.atomic import write_json_atomic, write_text_atomic
 from screener.batching.tasks import ManifestRow, read_manifest
 from screener.config import load_config, section
 from screener.metrics import proportion, rate_by_bin, study_level

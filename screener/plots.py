@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from screener.batching.atomic import write_bytes_atomic
+from screener.atomic import write_bytes_atomic
 
 
 def _save(fig: Any, path: Path) -> Path:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from screener.batching.atomic import write_json_atomic, write_text_atomic
+from screener.atomic import write_json_atomic, write_text_atomic
 from screener.metrics import wilson_interval
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from screener.batching.atomic import write_json_atomic, write_text_atomic
+from screener.atomic import write_json_atomic, write_text_atomic
 
 COLUMNS = ("rank", "decision", "abnormality_score", "confidence", "study_instance_uid",
            "accession_number", "largest_finding", "reasons", "report_path", "case_id", "key")

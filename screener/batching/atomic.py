@@ -1,8 +1,6 @@
-"""Crash-safe file output: write to a temporary name, fsync, rename into place.
-
-A reader (or a rerun after SIGKILL) sees either the old file, the new file, or no file, never
-half of one. Whole study folders are published the same way: built under a staging folder
-on the same filesystem, then renamed into place in one step.
+"""Whole study folders published in one step: built under a staging folder on the same
+filesystem, then renamed into place, so a reader (or a rerun after SIGKILL) sees the old folder,
+the new one or none. Single files are written by screener.atomic.
 """
 
 from __future__ import annotations
@@ -12,11 +10,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from screener.atomic import (TMP_MARK, fsync_dir, write_bytes_atomic,  
-                             write_json_atomic, write_text_atomic)
-
-__all__ = ["TMP_MARK", "fsync_dir", "write_bytes_atomic", "write_json_atomic", "write_text_atomic",
-           "publish_dir"]
+from screener.atomic import fsync_dir
 
 
 def publish_dir(staged: Path, final: Path, trash_root: Path) -> None:

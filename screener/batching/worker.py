@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from screener.batching.atomic import publish_dir, write_json_atomic
+from screener.atomic import write_json_atomic
+from screener.batching.atomic import publish_dir
 from screener.batching.tasks import BatchTask
 
 DECISIONS = ("negative", "flagged", "indeterminate")

@@ -8,23 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from screener.atomic import atomic_write, write_bytes_atomic, write_text_atomic
 from screener.config import load_config, section
-
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "ReportConfig"]
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    return write_bytes_atomic(path, data)
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    return write_text_atomic(path, text)
 
 
 @dataclass(frozen=True)

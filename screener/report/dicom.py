@@ -28,7 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from screener import __version__
-from screener.report import ReportConfig, atomic_write, report_config
+from screener.atomic import atomic_write
+from screener.report import ReportConfig, report_config
 
 if TYPE_CHECKING:
     import pydicom

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from screener.report import atomic_write_text
+from screener.atomic import write_text_atomic
 
 _COLOURS = {"negative": "#1b7f3b", "flagged": "#b3261e", "indeterminate": "#8a6d00"}
 
@@ -120,5 +120,5 @@ def write_html(report: Mapping[str, Any], folder: str | Path, path: str | Path |
         name = (report.get("outputs") or {}).get("overlay")
         if name and (folder / name).is_file():
             overlay_png = (folder / name).read_bytes()
-    return atomic_write_text(path if path is not None else folder / "report.html",
+    return write_text_atomic(path if path is not None else folder / "report.html",
                              render_html(report, overlay_png))

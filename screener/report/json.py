@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from screener.report import atomic_write_text
+from screener.atomic import write_text_atomic
 from screener.types import Decision, SeriesInfo
 
 if TYPE_CHECKING:
@@ -241,4 +241,4 @@ def write_report(report: Mapping[str, Any], path: str | Path) -> Path:
     """Validate and write report.json atomically (temp + fsync + rename)."""
     validate_report(report)
     text = json.dumps(report, indent=2, allow_nan=False) + "\n"
-    return atomic_write_text(path, text)
+    return write_text_atomic(path, text)

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from screener.report import ReportConfig, atomic_write_bytes, report_config
+from screener.atomic import write_bytes_atomic
+from screener.report import ReportConfig, report_config
 
 
 def to_ras(arrays: Sequence[npt.ArrayLike], affine: npt.ArrayLike
@@ -165,4 +166,4 @@ def write_overlay(
     **kwargs: Any,
 ) -> Path:
     """render_overlay() written atomically to ``path`` (keywords as for render_overlay)."""
-    return atomic_write_bytes(path, render_overlay(image, affine, lesion_prob, labels, cfg, **kwargs))
+    return write_bytes_atomic(path, render_overlay(image, affine, lesion_prob, labels, cfg, **kwargs))

@@ -18,6 +18,13 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
+
+
+def repo_path(path: str | Path) -> Path:
+    """`path` as given when absolute, else relative to the repository (not the working
+    directory): weights, label maps and run folders named in configs."""
+    p = Path(path)
+    return p if p.is_absolute() else REPO_ROOT / p
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from screener.config import REPO_ROOT
+from screener.config import repo_path
 from screener.model.anatomy import Tissue
 from screener.model.outlier import OutlierConfig
 from screener.types import SeriesVolume
@@ -85,9 +85,7 @@ def load_model(cfg: ModelConfig, device: str = "auto") -> LoadedModel:
     from screener.model.networks import NetworkConfig, build_network
     from screener.config import from_mapping
 
-    wdir = Path(cfg.weights)
-    if not wdir.is_absolute():
-        wdir = REPO_ROOT / wdir
+    wdir = repo_path(cfg.weights)
     meta, state = load_bundle(wdir)
     net_cfg = from_mapping(NetworkConfig, meta["network"])
     net = build_network(net_cfg)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from screener.config import REPO_ROOT
+from screener.config import repo_path
 
 # Sections that only change how the work is run, not the results.
 NOT_RESULT_SECTIONS = ("batch", "evaluate", "serve", "watch")
@@ -31,9 +31,7 @@ def run_identity(config: dict[str, Any]) -> dict[str, Any]:
     from screener.config import section
     from screener.infer import ModelConfig
 
-    weights = Path(section(config, "model", ModelConfig).weights)
-    if not weights.is_absolute():
-        weights = REPO_ROOT / weights
+    weights = repo_path(section(config, "model", ModelConfig).weights)
     relevant = {k: v for k, v in config.items() if k not in NOT_RESULT_SECTIONS}
     return {
         "weights": str(weights.name),

@@ -48,14 +48,11 @@ def _generator(model_meta: dict[str, Any]):
     from screener.model.anatomy import load_all
     from screener.model.synth import SynthConfig, SynthGenerator
 
-    from pathlib import Path
-
-    from screener.config import REPO_ROOT
+    from screener.config import repo_path
 
     tcfg = model_meta["training"]["config"]
     scfg = from_mapping(SynthConfig, tcfg["synth"])
-    folder = Path(scfg.label_maps_dir)  # relative paths are relative to the repository
-    maps = load_all(folder if folder.is_absolute() else REPO_ROOT / folder, scfg.max_label_maps)
+    maps = load_all(repo_path(scfg.label_maps_dir), scfg.max_label_maps)
     held = maps[int(tcfg["train_maps"]):]
     if not held:
         raise RuntimeError("no held-out label maps: the benchmark would reuse training anatomy")

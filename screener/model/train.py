@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from screener.config import REPO_ROOT, from_mapping, read_yaml
+from screener.config import from_mapping, read_yaml, repo_path
 from screener.model.networks import NetworkConfig
 from screener.model.synth import SynthConfig
 
@@ -62,9 +62,9 @@ def sample_seed(run_seed: int, space: str, index: int) -> int:
 def load_train_config(path: str | Path, smoke: bool = False) -> TrainConfig:
     data = read_yaml(path)
     if "synth" in data and "label_maps_dir" in data["synth"]:
-        p = Path(data["synth"]["label_maps_dir"])
-        if not p.is_absolute():  # relative to the repository, not the working directory
-            data["synth"]["label_maps_dir"] = str((REPO_ROOT / p).resolve())
+        maps_dir = data["synth"]["label_maps_dir"]
+        if not Path(maps_dir).is_absolute():  # relative to the repository, not the working directory
+            data["synth"]["label_maps_dir"] = str(repo_path(maps_dir).resolve())
     cfg = from_mapping(TrainConfig, data)
     if smoke:
         import dataclasses
@@ -176,9 +176,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
 
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)
-    rd = Path(run_dir or cfg.run_dir)
-    if not rd.is_absolute():
-        rd = REPO_ROOT / rd
+    rd = repo_path(run_dir or cfg.run_dir)
     rd.mkdir(parents=True, exist_ok=True)
     ckpt_path = rd / "checkpoint.pt"
     torch.manual_seed(cfg.seed)
@@ -251,8 +249,7 @@ def run_train_cli(args: argparse.Namespace) -> int:
     if args.export:
         from screener.model.bundle import export_bundle
 
-        ckpt = Path(args.run_dir or cfg.run_dir)
-        ckpt = (ckpt if ckpt.is_absolute() else REPO_ROOT / ckpt) / "checkpoint.pt"
+        ckpt = repo_path(args.run_dir or cfg.run_dir) / "checkpoint.pt"
         out = export_bundle(ckpt, Path(args.export), cfg)
         print(f"exported {ckpt} -> {out}")
         return 0

@@ -81,8 +81,8 @@ def main() -> int:
             print(f"  {name:8s} lesions hit {hits}/{n_les}, false findings on lesion-free heads "
                   f"median {np.median(false_ml[name]):.1f} ml (n={len(false_ml[name])})")
             for scale in args.scales:
-                pos = [_score(fs, scale) if hit else 0.0 for les, hit, fs in res if les]
-                neg = [_score(fs, scale) for les, hit, fs in res if not les]
+                pos = [_study_score(fs, scale) if hit else 0.0 for les, hit, fs in res if les]
+                neg = [_study_score(fs, scale) for les, hit, fs in res if not les]
                 thr = float(np.quantile(neg, 0.9))
                 auc = auroc([True] * len(pos) + [False] * len(neg), pos + neg)
                 print(f"    score_volume_scale_ml {scale:5}: hit-gated AUROC {auc:.3f}, "
@@ -90,9 +90,11 @@ def main() -> int:
     return 0
 
 
-def _score(findings: list[tuple[float, float]], scale: float) -> float:
-    """decide.analyse_series' study score for another volume scale."""
-    return max((p * (1.0 - np.exp(-v / scale)) for p, v in findings), default=0.0)
+def _study_score(findings: list[tuple[float, float]], scale: float) -> float:
+    """decide.analyse_series' study score (max over findings) for another volume scale."""
+    from screener.decide import finding_score
+
+    return max((finding_score(p, v, scale) for p, v in findings), default=0.0)
 
 
 if __name__ == "__main__":

@@ -86,11 +86,9 @@ def _largest(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Largest 26-connected component, holes filled."""
     from scipy import ndimage
 
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    if n == 0:
-        return mask
-    largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
-    return ndimage.binary_fill_holes(labels == largest)
+    from screener.infer import largest_label
+
+    return ndimage.binary_fill_holes(largest_label(mask))
 
 
 def robust_z(data: npt.NDArray[np.floating[Any]], brain: npt.NDArray[np.bool_]

@@ -111,6 +111,11 @@ class SeriesAnalysis:
     score: float
 
 
+def finding_score(probability: float, volume_ml: float, scale_ml: float) -> float:
+    """A finding's score s_f = p_f * (1 - exp(-V_f / scale)) (module docstring)."""
+    return probability * (1.0 - math.exp(-volume_ml / scale_ml))
+
+
 def max_diameter_mm(index_points: npt.ArrayLike, affine: npt.ArrayLike) -> float:
     """Largest extent of a voxel set in world mm (Feret diameter), anisotropy and obliquity handled.
 
@@ -212,7 +217,7 @@ def analyse_series(
         idx = np.argwhere(comp_box) + offset
         p = prob[box][comp_box]
         p_f = float(p.max() if c.component_probability == "max" else p.mean())
-        score = p_f * (1.0 - math.exp(-volume / c.score_volume_scale_ml))
+        score = finding_score(p_f, volume, c.score_volume_scale_ml)
         centroid = aff[:3, :3] @ idx.mean(axis=0) + aff[:3, 3]
         new_label = len(findings) + 1
         labels[box][comp_box] = new_label

@@ -104,7 +104,7 @@ def evaluate_case(row: ManifestRow, record: dict[str, Any] | None, study: Any,
                   study_dir: Path, config: dict[str, Any], cfg: EvaluateConfig,
                   voxel_threshold: float) -> dict[str, Any]:
     """Model and baseline results of one case (decision, scores, voxel and lesion metrics)."""
-    from screener.scoring import score_map
+    from screener.scoring import score_map, voxel_volume_ml
 
     report = (record or {}).get("report") or {}
     decision = report.get("decision") if record and record["status"] != "failed" else "failed"
@@ -128,8 +128,8 @@ def evaluate_case(row: ManifestRow, record: dict[str, Any] | None, study: Any,
     if outputs.get("brain_mask") and (study_dir / outputs["brain_mask"]).exists():
         model_brain = _load_nifti(study_dir / outputs["brain_mask"])
         # Brain-mask sanity: the model's brain volume (adult brains ~1,000-1,600 ml).
-        voxel_ml = abs(float(np.linalg.det(model_brain[1][:3, :3]))) / 1000.0
-        case["brain_ml"] = round(float((model_brain[0] > 0.5).sum()) * voxel_ml, 1)
+        case["brain_ml"] = round(float((model_brain[0] > 0.5).sum())
+                                 * voxel_volume_ml(model_brain[1]), 1)
     amap = outputs.get("anomaly_map")
     if mask is not None and amap and (study_dir / amap).exists() and _analysed(report):
         scores, aff = _load_nifti(study_dir / amap)

@@ -91,8 +91,8 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
         outputs["anomaly_map"] = "anomaly_map.nii.gz"
         # The model's brain mask on the same grid: what findings were judged inside, and what
         # `evaluate`'s FLAIR-threshold baseline masks with (its definition asks for a brain mask).
-        bmask = SeriesVolume(data=(primary.prediction.brain_prob >= dc.brain_threshold
-                                   ).astype(np.float32), affine=vol.affine, info=vol.info)
+        brain = primary.prediction.brain_prob >= dc.brain_threshold
+        bmask = SeriesVolume(data=brain.astype(np.float32), affine=vol.affine, info=vol.info)
         write_nifti(bmask, folder / "brain_mask.nii.gz")
         outputs["brain_mask"] = "brain_mask.nii.gz"
         try:
@@ -103,7 +103,7 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
                           primary.analysis.labels, folder / "overlay.png", config,
                           findings=[f.to_dict() for f in decision.findings
                                     if f.series == vol.info.series_instance_uid],
-                          brain_mask=primary.prediction.brain_prob >= dc.brain_threshold,
+                          brain_mask=brain,
                           title=f"{decision.decision.value} (score {score:.2f})")
             outputs["overlay"] = "overlay.png"
         except Exception:  # a picture must never cost the decision; logged for the operator

@@ -23,13 +23,13 @@ def _save(fig: Any, path: Path) -> Path:
     return write_bytes_atomic(path, buf.getvalue())
 
 
-def _figure() -> tuple[Any, Any]:
+def _figure(ncols: int = 1, figsize: tuple[float, float] = (5.2, 4.2)) -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(5.2, 4.2))
+    return plt.subplots(1, ncols, figsize=figsize)
 
 
 def roc_plot(path: Path, curves: dict[str, tuple[Sequence[bool], Sequence[float]]],
@@ -108,7 +108,7 @@ def training_curve(log_path: Path, path: Path) -> Path:
             rec = json.loads(line)
             records[int(rec["it"])] = rec
     its = sorted(records)
-    fig, (ax_loss, ax_val) = _figure_pair()
+    fig, (ax_loss, ax_val) = _figure(2, (10, 4))
     ax_loss.plot(its, [records[i]["loss"] for i in its], lw=1)
     ax_loss.set(xlabel="iteration", ylabel="Dice + cross-entropy loss", title="Training loss")
     val = [i for i in its if "brain_dice" in records[i]]
@@ -118,16 +118,6 @@ def training_curve(log_path: Path, path: Path) -> Path:
     ax_val.set(xlabel="iteration", ylim=(0, 1), title="Validation (held-out synthetic heads)")
     ax_val.legend(fontsize=8)
     return _save(fig, path)
-
-
-def _figure_pair() -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    return fig, axes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -204,15 +204,16 @@ def _mosaic_tiles(ds: Any) -> tuple[int, np.ndarray] | None:
     return int(n), np.asarray(normal, dtype=float)
 
 
-def rescale(value: Any, keyword: str, default: float) -> float:
+def rescale(value: Any, keyword: str, default: float, zero_ok: bool) -> float:
     """A RescaleSlope / RescaleIntercept value: `default` when absent; an error when present but
-    not a finite number, or a slope of 0 (an image of one value). Read as 1.0 / 0.0 instead,
-    a corrupt header would give unscaled intensities that look plausible."""
+    not a finite number, or 0 where `zero_ok` is false (a slope of 0 makes an image of one
+    value). Read as 1.0 / 0.0 instead, a corrupt header would give unscaled intensities that
+    look plausible."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
     first = as_strings(value)[:1]
     number = as_float(first[0]) if first else None
-    if number is None or (keyword == "RescaleSlope" and number == 0.0):
+    if number is None or (number == 0.0 and not zero_ok):
         raise UnreadableFileError(f"{keyword} {str(value)[:20]!r} is not a usable number: refused")
     return number
 
@@ -220,8 +221,9 @@ def rescale(value: Any, keyword: str, default: float) -> float:
 def classic_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameRecord]:
     """Records of a single-frame file (one, or one per tile for a Siemens mosaic)."""
     raw = RawHeader(ds)
-    slope = rescale(raw.strings("RescaleSlope") or None, "RescaleSlope", 1.0)
-    intercept = rescale(raw.strings("RescaleIntercept") or None, "RescaleIntercept", 0.0)
+    slope = rescale(raw.strings("RescaleSlope") or None, "RescaleSlope", 1.0, zero_ok=False)
+    intercept = rescale(raw.strings("RescaleIntercept") or None, "RescaleIntercept", 0.0,
+                        zero_ok=True)
     image_type = tuple(t.upper() for t in raw.strings("ImageType"))
     rec = FrameRecord(
         path=path, frame=0, rows=raw.us("Rows") or 0, columns=raw.us("Columns") or 0,
@@ -293,9 +295,10 @@ def enhanced_records(ds: Any, path: Path, base: dict[str, Any]) -> list[FrameRec
             acquisition_number=as_int(ds.get("AcquisitionNumber")),
             temporal_index=as_int(content.get("TemporalPositionIndex")) if content else None,
             image_type=tuple(t.upper() for t in as_strings(ftype)),
-            slope=rescale(gv("PixelValueTransformationSequence", "RescaleSlope"), "RescaleSlope", 1.0),
+            slope=rescale(gv("PixelValueTransformationSequence", "RescaleSlope"), "RescaleSlope",
+                          1.0, zero_ok=False),
             intercept=rescale(gv("PixelValueTransformationSequence", "RescaleIntercept"),
-                              "RescaleIntercept", 0.0),
+                              "RescaleIntercept", 0.0, zero_ok=True),
             bvalue=as_float(gv("MRDiffusionSequence", "DiffusionBValue")), **base))
     return out
 

@@ -188,7 +188,12 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["iteration"])
-        log.warning("resuming %s at iteration %d", cfg.name, start)
+        # The config's learning rate rules on resume (the saved optimizer state carries the
+        # rate it ran with), so a run can be annealed from its checkpoint.
+        for group in opt.param_groups:
+            group["lr"] = cfg.learning_rate
+        log.warning("resuming %s at iteration %d, learning rate %g", cfg.name, start,
+                    cfg.learning_rate)
     weights = torch.ones(cfg.network.out_channels)
     weights[-1] = cfg.lesion_class_weight
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, weight=weights, batch=True)

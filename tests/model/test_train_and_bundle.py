@@ -23,8 +23,25 @@ def test_smoke_train_resume_export_and_tamper(tmp_path, shared):
     assert log[-1]["it"] == 6 and "brain_dice" in log[-1]
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO_ROOT)
     assert again.returncode == 0 and "resuming" in again.stderr
+    from dataclasses import replace
+
+    import torch
+
     from screener.model.bundle import export_bundle
-    from screener.model.train import load_train_config
+    from screener.model.train import load_train_config, train
+
+    # A resumed run takes the config's learning rate, not the one saved with the optimizer.
+    smoke = load_train_config(REPO_ROOT / "configs/train.yaml", smoke=True)
+    saved = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert saved["optimizer"]["param_groups"][0]["lr"] == smoke.learning_rate
+    annealed = run.parent / "annealed"
+    annealed.mkdir()
+    (annealed / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes())
+    train(replace(smoke, learning_rate=smoke.learning_rate / 10, iterations=7, val_every=10**6),
+          run_dir=annealed)
+    after = torch.load(annealed / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert after["iteration"] == 7
+    assert after["optimizer"]["param_groups"][0]["lr"] == pytest.approx(smoke.learning_rate / 10)
 
     out = tmp_path / "bundle"
     export_bundle(run / "checkpoint.pt", out, load_train_config(REPO_ROOT / "configs/train.yaml", smoke=True))

@@ -189,12 +189,19 @@ def aggregate(cases: list[dict[str, Any]], cfg: EvaluateConfig) -> dict[str, Any
     return out
 
 
-def _case_rows(cases: list[dict[str, Any]]) -> str:
+def _case_rows(cases: list[dict[str, Any]], out: Path) -> str:
+    """cases.csv; mask and report paths relative to the output folder, so the table names no
+    machine's directories and still resolves where it is copied along with its inputs."""
+    import os
+
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(CASE_COLUMNS), extrasaction="ignore")
     w.writeheader()
     for c in cases:
         row = dict(c)
+        for key in ("mask", "report_path"):
+            if row.get(key):
+                row[key] = os.path.relpath(Path(row[key]).absolute(), out.absolute())
         row["reasons"] = "; ".join(str(r) for r in c.get("reasons") or [])
         for k, pre in (("model_voxel", ""), ("baseline_voxel", "baseline_")):
             v = c[k] or {}
@@ -236,7 +243,7 @@ def run_evaluate(manifest: str | Path, outdir: str | Path, config: dict[str, Any
     metrics.update(schema_version="1", voxel_threshold=thr, settings=_settings(cfg),
                    source=str(manifest))
     write_json_atomic(out / "metrics.json", metrics)
-    write_text_atomic(out / "cases.csv", _case_rows(cases))
+    write_text_atomic(out / "cases.csv", _case_rows(cases, out))
     write_outputs(out, metrics, cases)
     return metrics
 

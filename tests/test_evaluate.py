@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from test_evaluate_fakes import evaluate_config, make_case, make_mask
@@ -95,6 +96,10 @@ def test_outputs_written(evaluated):
     assert rows["c4"]["notes"] == "mask listed but not found" and rows["c4"]["dice"] == ""
     assert float(rows["c1"]["dice"]) == pytest.approx(DICE)
     assert rows["c5"]["decision"] == "indeterminate"
+    # Paths in the table are relative to it and resolve from there.
+    for key in ("mask", "report_path"):
+        path = rows["c1"][key]
+        assert path and not Path(path).is_absolute() and (out / path).is_file(), key
     summary = (out / "summary.md").read_text()
     assert "FLAIR-threshold baseline" in summary and "0.625" in summary
     assert json.loads((out / "metrics.json").read_text())["n_cases"] == 5

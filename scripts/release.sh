@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Release the weights trained so far: export the checkpoint, name the version, calibrate, run the
+# held-out synthetic benchmark and realdata-dev, and copy every figure into metadata.json.
+# About 20 minutes on 2 CPU cores. Inference settings are chosen before this, by reading
+#   .venv/bin/python benchmarks/inference_settings.py --n 60
+#
+#   bash scripts/release.sh 0.3.0 "what changed in this version"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -eq 2 ] || { echo "usage: $0 VERSION CHANGELOG" >&2; exit 2; }
+W=weights/screener-synth-v1
+PY=.venv/bin/python
+.venv/bin/screener train --config configs/train.yaml --export "$W"
+$PY -m screener.model.release version "$W" "$1" "$2"
+$PY -m screener.model.synth_eval calibrate --n 120 --seed 1
+.venv/bin/screener evaluate --synthetic 200 --seed 2 -o eval/synthetic
+cp eval/synthetic/benchmark.json "$W/benchmark.json"
+DEV=()
+if [ -f ../shared/realdata-dev/cases.csv ]; then
+  rm -rf eval/dev/studies
+  .venv/bin/screener evaluate ../shared/realdata-dev/cases.csv -o eval/dev
+  DEV=(--dev eval/dev/metrics.json)
+fi
+$PY -m screener.model.release evaluation "$W" "${DEV[@]}"
+$PY -m screener.plots training-curve checkpoints/screener-synth-v1/log.jsonl docs/training_curve.png

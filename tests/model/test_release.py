@@ -1,0 +1,57 @@
+"""Release helper: version and evaluation figures copied from the files the commands wrote."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from screener.config import REPO_ROOT
+from screener.model.release import main, set_evaluation
+
+SHIPPED = REPO_ROOT / "weights" / "screener-synth-v1"
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    w = tmp_path / "w"
+    (w / "configs").mkdir(parents=True)
+    for name in ("configs/metadata.json", "calibration.json", "benchmark.json"):
+        shutil.copy(SHIPPED / name, w / name)
+    return w
+
+
+def test_version_and_evaluation(bundle, tmp_path):
+    assert main(["version", str(bundle), "9.9.9", "test release"]) == 0
+    bench = json.loads((bundle / "benchmark.json").read_text())
+    dev = tmp_path / "metrics.json"
+    dev.write_text(json.dumps({
+        "n_cases": 3,
+        "model": {"study": {"decisions": {"flagged": 2, "negative": 1},
+                            "operating_point": {"confusion": {"tp": 2, "fp": 0, "tn": 1, "fn": 0}}},
+                  "voxel": {"dice": {"mean": 0.5}}},
+        "baseline": {"voxel": {"dice": {"mean": 0.25}}}}))
+    assert main(["evaluation", str(bundle), "--dev", str(dev)]) == 0
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    assert meta["version"] == "9.9.9" and meta["changelog"]["9.9.9"] == "test release"
+    ev = meta["evaluation"]
+    # Per-diameter totals are the benchmark's cells summed, not typed in.
+    for d, row in ev["synthetic_benchmark"]["detected_by_diameter_mm"].items():
+        cells = [c for c in bench["cells"] if str(c["diameter_mm"]) == d]
+        assert row["n"] == sum(c["n"] for c in cells)
+        assert row["detected"] == sum(c["detected"] for c in cells)
+    assert ev["synthetic_benchmark"]["specificity"] == bench["specificity"]
+    assert ev["realdata_dev"]["voxel_dice_mean"] == 0.5
+    assert ev["realdata_dev"]["baseline_voxel_dice_mean"] == 0.25
+    cal = json.loads((bundle / "calibration.json").read_text())
+    assert ev["calibration"]["threshold"] == cal["threshold"]
+    assert ("note" in ev) == (cal["threshold"] <= 0.0)
+
+
+def test_benchmark_of_other_weights_is_refused(bundle):
+    bench = json.loads((bundle / "benchmark.json").read_text())
+    bench["model"]["weights_sha256"] = "0" * 64
+    (bundle / "benchmark.json").write_text(json.dumps(bench))
+    with pytest.raises(ValueError, match="other weights"):
+        set_evaluation(bundle)

@@ -2,13 +2,14 @@
 
 Runs the shipped weights over the first N heads of the calibration seed space (label maps held
 out of training; the same space `synth_eval calibrate` fits the operating point on, never the
-benchmark's or any real case) and prints, for each sliding-window overlap:
+benchmark's or any real case) and prints, for each window setting (sliding-window tile and
+overlap, or one window over the whole head box):
 - brain-mask Dice against the generator's truth and predict() seconds per head;
 - for the fused map (learned channel + outlier statistics) and the learned channel alone:
   lesions hit, false-finding volume on lesion-free heads, and for each study-score volume scale
   the AUROC of lesion-hit-gated scores (a lesion study whose findings miss the lesion scores 0,
   as in calibration) with the sensitivity at 90 % specificity.
-Settings chosen from this table go into configs/default.yaml (model.sw_overlap,
+Settings chosen from this table go into configs/default.yaml (model.roi_size, model.sw_overlap,
 model.use_outlier, decide.score_volume_scale_ml) before calibrating.
 
     .venv/bin/python benchmarks/inference_settings.py --n 60
@@ -27,7 +28,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=60, help="calibration heads (3 of 4 with a lesion)")
     ap.add_argument("--seed", type=int, default=1, help="calibration seed (as synth_eval calibrate)")
-    ap.add_argument("--overlaps", type=float, nargs="+", default=[0.5, 0.25])
+    ap.add_argument("--windows", nargs="+", default=["64x80x64@0.5", "box"],
+                    help="TILE@OVERLAP (voxels of the 2 mm grid) or 'box' (one window)")
     ap.add_argument("--scales", type=float, nargs="+", default=[0.05, 0.5, 2.0])
     args = ap.parse_args()
 
@@ -51,8 +53,14 @@ def main() -> int:
     samples = [(spec, s) for spec, s in samples if not spec.lesion or s.lesion_mask.any()]
     print(f"weights {base.name} {base.version}: {len(samples)} calibration heads "
           f"({sum(spec.lesion for spec, _ in samples)} with a lesion >= 10 mm)")
-    for overlap in args.overlaps:
-        model = dataclasses.replace(base, config=dataclasses.replace(base.config, sw_overlap=overlap))
+    for window in args.windows:
+        if window == "box":
+            roi, overlap = None, base.config.sw_overlap
+        else:
+            tile, ov = window.split("@")
+            roi, overlap = tuple(int(v) for v in tile.split("x")), float(ov)
+        model = dataclasses.replace(base, config=dataclasses.replace(
+            base.config, roi_size=roi, sw_overlap=overlap))
         dice, seconds = [], 0.0
         rows: dict[str, list[tuple[bool, bool, list[tuple[float, float]]]]] = {"fused": [], "learned": []}
         false_ml: dict[str, list[float]] = {"fused": [], "learned": []}
@@ -61,7 +69,8 @@ def main() -> int:
             truth = sample.target.numpy()
             t0 = time.perf_counter()
             pred = predict(SeriesVolume(data=img, affine=sample.affine,
-                                        info=SeriesInfo("synthetic", "synthetic")), model)
+                                        info=SeriesInfo("synthetic", "synthetic")), model,
+                           diagnostics=True)
             seconds += time.perf_counter() - t0
             brain_true = (truth > 0) & (truth != 4)
             brain = pred.brain_prob >= dc.brain_threshold
@@ -74,7 +83,7 @@ def main() -> int:
                 rows[name].append((spec.lesion, hit, [(f.probability, f.volume_ml) for f in a.findings]))
                 if not spec.lesion:
                     false_ml[name].append(float(found.sum()) * voxel_ml)
-        print(f"\nsw_overlap {overlap}: brain Dice {np.mean(dice):.3f}, predict {seconds / len(samples):.2f} s/head")
+        print(f"\nwindow {window}: brain Dice {np.mean(dice):.3f}, predict {seconds / len(samples):.2f} s/head")
         for name, res in rows.items():
             n_les = sum(r[0] for r in res)
             hits = sum(r[1] for r in res if r[0])

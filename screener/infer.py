@@ -31,7 +31,11 @@ class ModelConfig:
     # crops, and whole-volume windows (mostly air) shift their statistics (measured on held-out
     # synthetic heads at iteration 3000: brain Dice 0.82-0.90 with 64x80x64 tiles, 0.64-0.76
     # with the whole volume).
-    roi_size: tuple[int, int, int] = (64, 80, 64)
+    # None: one window over the whole head box. On 40 held-out calibration heads (weights
+    # 0.2.0, benchmarks/inference_settings.py --windows 64x80x64@0.5 box) it ran predict() 4x
+    # faster but lost brain Dice (0.853 against 0.891) at the same lesion hits (16/30, 15/30),
+    # so the tiles stay the default.
+    roi_size: tuple[int, int, int] | None = (64, 80, 64)
     sw_overlap: float = 0.5
     # Fusion of the learned lesion channel with outlier z: q = sigmoid(slope * (|z| - z0)).
     outlier_z0: float = 4.0
@@ -59,9 +63,11 @@ class Prediction:
 
     brain_prob: np.ndarray
     lesion_prob: np.ndarray
-    learned_prob: np.ndarray  # the network's lesion channel alone
-    outlier_z: np.ndarray  # signed tissue-conditional z-score
-    tissue: np.ndarray  # argmax tissue class (uint8), anatomy.Tissue
+    # Diagnostics, only with predict(..., diagnostics=True): each costs a resampling to the
+    # series grid, which the screen itself does not need.
+    learned_prob: np.ndarray | None = None  # the network's lesion channel alone
+    outlier_z: np.ndarray | None = None  # signed tissue-conditional z-score
+    tissue: np.ndarray | None = None  # argmax tissue class (uint8), anatomy.Tissue
     timing_s: dict[str, float] = field(default_factory=dict)  # preprocess, infer
 
 
@@ -194,8 +200,12 @@ def head_box(x: np.ndarray, multiple: int, margin: int = 6, level: float = 0.08
     return tuple(box)  # type: ignore[return-value]
 
 
-def predict(volume: SeriesVolume, model: LoadedModel) -> Prediction:
-    """Run the model on one 3D series; probabilities come back on the series' own grid."""
+def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False) -> Prediction:
+    """Run the model on one 3D series; probabilities come back on the series' own grid.
+
+    With `diagnostics`, the learned lesion channel alone, the outlier z-map and the tissue
+    labels come back too (on the same grid).
+    """
     import torch
     from monai.inferers import sliding_window_inference
 
@@ -221,7 +231,7 @@ def predict(volume: SeriesVolume, model: LoadedModel) -> Prediction:
     cuda = str(model.device).startswith("cuda")  # mixed precision where a GPU runs it
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
         inp = x[(slice(None),) + box][None].to(model.device)
-        roi = tuple(min(r, int(s)) for r, s in zip(cfg.roi_size, inp.shape[2:]))
+        roi = tuple(min(r, int(s)) for r, s in zip(cfg.roi_size or inp.shape[2:], inp.shape[2:]))
         logits = sliding_window_inference(inp, roi, 1, model.net, overlap=cfg.sw_overlap,
                                           mode="gaussian")
         probs[(slice(None),) + box] = torch.softmax(logits.float(), 1)[0].cpu().numpy()
@@ -239,11 +249,14 @@ def predict(volume: SeriesVolume, model: LoadedModel) -> Prediction:
         lesion = 1.0 - (1.0 - learned) * (1.0 - q)
     else:
         lesion = learned
-    tissue = probs.argmax(0).astype(np.float32)
-    stack = np.stack([brain, lesion, learned, z]).astype(np.float32)
-    back = resample(stack, grid_aff, volume.affine, data.shape)
-    tissue_native = resample(tissue[None], grid_aff, volume.affine, data.shape, mode="nearest")[0]
-    return Prediction(brain_prob=np.clip(back[0], 0, 1), lesion_prob=np.clip(back[1], 0, 1),
-                      learned_prob=np.clip(back[2], 0, 1), outlier_z=back[3],
-                      tissue=tissue_native.astype(np.uint8),
-                      timing_s={"preprocess": t1 - t0, "infer": time.perf_counter() - t1})
+    maps = [brain, lesion] + ([learned, z] if diagnostics else [])
+    back = resample(np.stack(maps).astype(np.float32), grid_aff, volume.affine, data.shape)
+    pred = Prediction(brain_prob=np.clip(back[0], 0, 1), lesion_prob=np.clip(back[1], 0, 1))
+    if diagnostics:
+        tissue = probs.argmax(0).astype(np.float32)
+        pred.learned_prob = np.clip(back[2], 0, 1)
+        pred.outlier_z = back[3]
+        pred.tissue = resample(tissue[None], grid_aff, volume.affine, data.shape,
+                               mode="nearest")[0].astype(np.uint8)
+    pred.timing_s = {"preprocess": t1 - t0, "infer": time.perf_counter() - t1}
+    return pred

@@ -72,3 +72,46 @@ def test_head_box_covers_the_head_and_skips_the_air():
     assert inside.mean() < 0.6  # most of the air is not run through the network
     # An empty image keeps the whole grid (nothing to crop to).
     assert head_box(np.zeros(shape, np.float32), 16) == tuple(slice(0, n) for n in shape)
+
+
+def _fake_model(roi):
+    """A LoadedModel whose 'network' calls every voxel WM and counts its windows."""
+    import torch
+
+    from screener.infer import LoadedModel, ModelConfig
+    from screener.model.anatomy import N_CLASSES, Tissue
+
+    class Net(torch.nn.Module):
+        windows: list[tuple[int, ...]] = []
+
+        def forward(self, x):
+            Net.windows.append(tuple(x.shape[2:]))
+            out = torch.zeros((x.shape[0], N_CLASSES) + tuple(x.shape[2:]))
+            out[:, int(Tissue.WM)] = 10.0 * (x[:, 0] > 0.3)
+            return out
+
+    net = Net()
+    model = LoadedModel(net=net, name="fake", version="0", weights_sha256="", device="cpu",
+                        voxel_mm=2.0, metadata={}, weights_dir=None,
+                        config=ModelConfig(roi_size=roi, use_outlier=False))
+    return model, Net.windows
+
+
+@pytest.mark.parametrize("roi", [(32, 32, 32), None])
+def test_predict_tiles_or_one_window_and_diagnostics_on_request(roi):
+    from screener.infer import predict
+    from screener.types import SeriesInfo, SeriesVolume
+
+    shape = (60, 70, 50)
+    data = np.zeros(shape, np.float32)
+    data[_ball(shape, (30, 35, 25), 20)] = 100.0
+    vol = SeriesVolume(data=data, affine=np.diag([1.5, 1.5, 1.5, 1.0]), info=SeriesInfo("s", "s"))
+    model, windows = _fake_model(roi)
+    pred = predict(vol, model)
+    assert pred.brain_prob.shape == shape and pred.learned_prob is None and pred.tissue is None
+    assert pred.brain_prob[30, 35, 25] > 0.99 and pred.brain_prob[2, 2, 2] < 0.01
+    n = len(windows)
+    assert (n == 1) if roi is None else (n > 1 and all(w == roi for w in windows))
+    full = predict(vol, model, diagnostics=True)
+    assert full.learned_prob.shape == full.tissue.shape == full.outlier_z.shape == shape
+    np.testing.assert_allclose(full.brain_prob, pred.brain_prob)

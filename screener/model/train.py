@@ -38,6 +38,9 @@ class TrainConfig:
     threads: int = 2
     loader_workers: int = 1
     learning_rate: float = 1e-3
+    # Crops per optimizer step. On this 2-core CPU a step of 2 crops (64x80x64, forward +
+    # backward) took 0.43 s against 0.51 s for 1: 2.4x the samples per CPU-second.
+    batch_size: int = 1
     weight_decay: float = 1e-5
     lesion_class_weight: float = 4.0
     log_every: int = 50
@@ -79,7 +82,7 @@ def load_train_config(path: str | Path, smoke: bool = False) -> TrainConfig:
 
 
 class _Stream(torch.utils.data.IterableDataset):
-    """Iterable of training samples from iteration `start` on (picklable for DataLoader)."""
+    """Iterable of training samples from sample `start` on (picklable for DataLoader)."""
 
     def __init__(self, cfg: TrainConfig, start: int) -> None:
         super().__init__()
@@ -149,7 +152,7 @@ def _validate(net, val, roi: tuple[int, int, int] | None) -> dict[str, float]:
     brain_d, les_d, les_det, les_n = [], [], 0, 0
     with torch.no_grad():
         for s in val:
-            logits = (sliding_window_inference(s.image[None], roi, 1, net, overlap=0.5, mode="gaussian")
+            logits = (sliding_window_inference(s.image[None], roi, 2, net, overlap=0.5, mode="gaussian")
                       if roi is not None else net(s.image[None]))
             prob = torch.softmax(logits, 1)[0]
             pred = prob.argmax(0)
@@ -183,11 +186,13 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
     net = build_network(cfg.network)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     start = 0
+    samples = 0  # training samples drawn so far: the stream resumes from here
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["iteration"])
+        samples = int(state.get("samples", start))  # checkpoints before batches: 1 per step
         # The config's learning rate rules on resume (the saved optimizer state carries the
         # rate it ran with), so a run can be annealed from its checkpoint.
         for group in opt.param_groups:
@@ -197,7 +202,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
     weights = torch.ones(cfg.network.out_channels)
     weights[-1] = cfg.lesion_class_weight
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, weight=weights, batch=True)
-    stream = _Stream(cfg, start)
+    stream = _Stream(cfg, samples)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.loader_workers,
                                          prefetch_factor=4 if cfg.loader_workers else None)
     val = _validation_set(cfg)
@@ -209,17 +214,26 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
 
     def save() -> None:
         _atomic_torch_save({"model": net.state_dict(), "optimizer": opt.state_dict(),
-                            "iteration": it, "config": _plain(cfg)}, ckpt_path)
+                            "iteration": it, "samples": samples, "config": _plain(cfg)},
+                           ckpt_path)
 
     bar = tqdm(total=cfg.iterations, initial=start, desc="train", unit="it", dynamic_ncols=True)
     running = []
     try:
-        for image, target in loader:
+        batch: list[tuple[Any, Any]] = []
+        for pair in loader:
             if it >= cfg.iterations or stop["flag"] or (
                     max_minutes is not None and time.time() - t0 > max_minutes * 60):
                 break
-            out = net(image[None])
-            loss = loss_fn(out, target[None, None])
+            batch.append(pair)
+            if len(batch) < cfg.batch_size:
+                continue
+            image = torch.stack([b[0] for b in batch])
+            target = torch.stack([b[1] for b in batch])[:, None]
+            samples += len(batch)
+            batch = []
+            out = net(image)
+            loss = loss_fn(out, target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -227,7 +241,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
             running.append(float(loss))
             bar.update(1)
             if it % cfg.log_every == 0:
-                rec = {"it": it, "loss": float(np.mean(running)), "minutes": (time.time() - t0) / 60}
+                rec = {"it": it, "samples": samples, "loss": float(np.mean(running)),
+                       "minutes": (time.time() - t0) / 60}
                 running = []
                 bar.set_postfix(loss=f"{rec['loss']:.3f}")
                 if it % cfg.val_every == 0:

@@ -11,6 +11,7 @@ import pytest
 
 from screener.config import REPO_ROOT
 from screener.model.bundle import WeightsError, load_bundle
+from screener.model.train import load_train_config
 
 
 def test_smoke_train_resume_export_and_tamper(tmp_path, shared):
@@ -21,6 +22,8 @@ def test_smoke_train_resume_export_and_tamper(tmp_path, shared):
     assert first.returncode == 0, first.stderr[-2000:]
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert log[-1]["it"] == 6 and "brain_dice" in log[-1]
+    batch = load_train_config(REPO_ROOT / "configs/train.yaml", smoke=True).batch_size
+    assert log[-1]["samples"] == 6 * batch  # the stream resumes from the samples drawn
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO_ROOT)
     assert again.returncode == 0 and "resuming" in again.stderr
     from dataclasses import replace
@@ -28,7 +31,7 @@ def test_smoke_train_resume_export_and_tamper(tmp_path, shared):
     import torch
 
     from screener.model.bundle import export_bundle
-    from screener.model.train import load_train_config, train
+    from screener.model.train import train
 
     # A resumed run takes the config's learning rate, not the one saved with the optimizer.
     smoke = load_train_config(REPO_ROOT / "configs/train.yaml", smoke=True)
@@ -40,7 +43,7 @@ def test_smoke_train_resume_export_and_tamper(tmp_path, shared):
     train(replace(smoke, learning_rate=smoke.learning_rate / 10, iterations=7, val_every=10**6),
           run_dir=annealed)
     after = torch.load(annealed / "checkpoint.pt", map_location="cpu", weights_only=False)
-    assert after["iteration"] == 7
+    assert after["iteration"] == 7 and after["samples"] == saved["samples"] + batch
     assert after["optimizer"]["param_groups"][0]["lr"] == pytest.approx(smoke.learning_rate / 10)
 
     out = tmp_path / "bundle"

@@ -37,6 +37,9 @@ class ModelConfig:
     # so the tiles stay the default.
     roi_size: tuple[int, int, int] | None = (64, 80, 64)
     sw_overlap: float = 0.5
+    # Tiles per network call: on this 2-core CPU the 8 tiles of a 96x112x96 box took 0.55 s in
+    # pairs against 1.28 s one at a time, same peak RSS (4 at a time: 0.55 s, +60 MB).
+    sw_batch_size: int = 2
     # Fusion of the learned lesion channel with outlier z: q = sigmoid(slope * (|z| - z0)).
     outlier_z0: float = 4.0
     outlier_slope: float = 2.0
@@ -232,7 +235,8 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
         inp = x[(slice(None),) + box][None].to(model.device)
         roi = tuple(min(r, int(s)) for r, s in zip(cfg.roi_size or inp.shape[2:], inp.shape[2:]))
-        logits = sliding_window_inference(inp, roi, 1, model.net, overlap=cfg.sw_overlap,
+        logits = sliding_window_inference(inp, roi, cfg.sw_batch_size, model.net,
+                                          overlap=cfg.sw_overlap,
                                           mode="gaussian")
         probs[(slice(None),) + box] = torch.softmax(logits.float(), 1)[0].cpu().numpy()
     brain = probs[[int(Tissue.WM), int(Tissue.GM), int(Tissue.VENTRICLE), int(Tissue.LESION)]].sum(0)

@@ -71,6 +71,9 @@ class Prediction:
     learned_prob: np.ndarray | None = None  # the network's lesion channel alone
     outlier_z: np.ndarray | None = None  # signed tissue-conditional z-score
     tissue: np.ndarray | None = None  # argmax tissue class (uint8), anatomy.Tissue
+    # Largest brain cross-section (cm2) on a face of the head box that lies inside the grid:
+    # brain there continued where the network did not look (qc.brain_reasons does not see it).
+    brain_at_box_edge_cm2: float = 0.0
     timing_s: dict[str, float] = field(default_factory=dict)  # preprocess, infer
 
 
@@ -203,6 +206,18 @@ def head_box(x: np.ndarray, multiple: int, margin: int = 6, level: float = 0.08
     return tuple(box)  # type: ignore[return-value]
 
 
+def box_edge_area_cm2(mask: np.ndarray, box: tuple[slice, ...], voxel_mm: float) -> float:
+    """Largest cross-section (cm2) of `mask` on a face of `box` that is not a face of the grid."""
+    area = 0.0
+    for axis, sl in enumerate(box):
+        for index in (sl.start, sl.stop - 1):
+            if index in (0, mask.shape[axis] - 1):
+                continue
+            face = np.take(mask, index, axis=axis)
+            area = max(area, float(face.sum()) * voxel_mm * voxel_mm / 100.0)
+    return area
+
+
 def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False) -> Prediction:
     """Run the model on one 3D series; probabilities come back on the series' own grid.
 
@@ -253,9 +268,11 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
         lesion = 1.0 - (1.0 - learned) * (1.0 - q)
     else:
         lesion = learned
+    edge_cm2 = box_edge_area_cm2(keep, box, model.voxel_mm)
     maps = [brain, lesion] + ([learned, z] if diagnostics else [])
     back = resample(np.stack(maps).astype(np.float32), grid_aff, volume.affine, data.shape)
-    pred = Prediction(brain_prob=np.clip(back[0], 0, 1), lesion_prob=np.clip(back[1], 0, 1))
+    pred = Prediction(brain_prob=np.clip(back[0], 0, 1), lesion_prob=np.clip(back[1], 0, 1),
+                      brain_at_box_edge_cm2=edge_cm2)
     if diagnostics:
         tissue = probs.argmax(0).astype(np.float32)
         pred.learned_prob = np.clip(back[2], 0, 1)

@@ -91,6 +91,10 @@ def _analyse(r: SeriesResult, model: Any, config: dict[str, Any], timing: dict[s
     dc = decide_config(config)
     brain = pred.brain_prob >= dc.brain_threshold
     reasons = qc.brain_reasons(brain, vol.affine, config) + qc.noise_reasons(vol.data, brain, config)
+    cut = qc.qc_config(config).max_brain_cut_area_cm2
+    if pred.brain_at_box_edge_cm2 > cut:
+        reasons.append(f"brain_cut_off: {pred.brain_at_box_edge_cm2:.0f} cm2 of brain on the edge "
+                       f"of the head region the model analysed (> {cut:.0f} cm2)")
     r.volume, r.prediction = vol, pred
     if reasons:
         r.used, r.why_not_used = False, reasons

@@ -74,8 +74,8 @@ def test_head_box_covers_the_head_and_skips_the_air():
     assert head_box(np.zeros(shape, np.float32), 16) == tuple(slice(0, n) for n in shape)
 
 
-def _fake_model(roi):
-    """A LoadedModel whose 'network' calls every voxel WM and counts its windows."""
+def _fake_model(roi, level=0.3):
+    """A LoadedModel whose 'network' calls voxels above `level` WM and counts its windows."""
     import torch
 
     from screener.infer import LoadedModel, ModelConfig
@@ -87,7 +87,8 @@ def _fake_model(roi):
         def forward(self, x):
             Net.windows.append(tuple(x.shape[2:]))
             out = torch.zeros((x.shape[0], N_CLASSES) + tuple(x.shape[2:]))
-            out[:, int(Tissue.WM)] = 10.0 * (x[:, 0] > 0.3)
+            out[:, int(Tissue.WM)] = 10.0 * (x[:, 0] > level)
+            out[:, int(Tissue.NONBRAIN)] = 10.0 * (x[:, 0] <= level)
             return out
 
     net = Net()
@@ -115,3 +116,41 @@ def test_predict_tiles_or_one_window_and_diagnostics_on_request(roi):
     full = predict(vol, model, diagnostics=True)
     assert full.learned_prob.shape == full.tissue.shape == full.outlier_z.shape == shape
     np.testing.assert_allclose(full.brain_prob, pred.brain_prob)
+
+
+def test_brain_on_the_head_box_edge_is_measured():
+    """Brain reaching the edge of the analysed head box (inside the grid) is brain the network
+    never saw: predict measures it (the next test: the screen then refuses the series)."""
+    from screener.infer import predict
+    from screener.types import SeriesInfo, SeriesVolume
+
+    shape = (120, 120, 120)
+    data = np.zeros(shape, np.float32)
+    data[_ball(shape, (60, 60, 60), 15)] = 100.0
+    vol = SeriesVolume(data=data, affine=np.diag([1.0, 1.0, 1.0, 1.0]), info=SeriesInfo("s", "s"))
+    assert predict(vol, _fake_model((32, 32, 32))[0]).brain_at_box_edge_cm2 == 0.0
+    everywhere, _ = _fake_model((32, 32, 32), level=-1.0)  # "brain" fills the whole box
+    assert predict(vol, everywhere).brain_at_box_edge_cm2 > 10.0
+
+
+def test_series_whose_brain_leaves_the_head_box_is_not_used(monkeypatch):
+    import screener.infer
+    import screener.io
+    from screener.config import load_config
+    from screener.infer import Prediction
+    from screener.pipeline import SeriesResult, _analyse
+    from screener.types import SeriesInfo, SeriesVolume
+
+    shape = (90, 100, 90)
+    brain = _ball(shape, (45, 50, 45), 40).astype(np.float32)  # ~1.1 l at 1.5 mm
+    vol = SeriesVolume(data=100.0 * brain + 10.0, affine=np.diag([1.5, 1.5, 1.5, 1.0]),
+                       info=SeriesInfo("s", "s"))
+    monkeypatch.setattr(screener.io, "load_series", lambda info, config: vol)
+    for edge, used in ((0.0, True), (50.0, False)):
+        pred = Prediction(brain_prob=brain, lesion_prob=np.zeros(shape, np.float32),
+                          brain_at_box_edge_cm2=edge)
+        monkeypatch.setattr(screener.infer, "predict", lambda v, m, p=pred: p)
+        r = SeriesResult(info=vol.info, used=True)
+        _analyse(r, None, load_config(), {})
+        assert r.used is used, r.why_not_used
+        assert used or any("analysed" in w and w.startswith("brain_cut_off") for w in r.why_not_used)

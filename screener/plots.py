@@ -95,7 +95,8 @@ def calibration_plot(path: Path, bins: list[dict[str, Any]], ece: float | None, 
 
 
 def training_curve(log_path: Path, path: Path) -> Path:
-    """Training loss and held-out validation figures against iteration, from a run's log.jsonl.
+    """Training loss and held-out validation figures against training crops seen, from a run's
+    log.jsonl (records before batches carry no "samples": one crop per iteration then).
 
     The log is appended by every (resumed) run, so a record repeated by a resume is drawn once
     (the later one).
@@ -108,14 +109,18 @@ def training_curve(log_path: Path, path: Path) -> Path:
             rec = json.loads(line)
             records[int(rec["it"])] = rec
     its = sorted(records)
+    seen = {i: int(records[i].get("samples", i)) for i in its}
     fig, (ax_loss, ax_val) = _figure(2, (10, 4))
-    ax_loss.plot(its, [records[i]["loss"] for i in its], lw=1)
-    ax_loss.set(xlabel="iteration", ylabel="Dice + cross-entropy loss", title="Training loss")
+    ax_loss.plot([seen[i] for i in its], [records[i]["loss"] for i in its], lw=1)
+    ax_loss.set(xlabel="training crops seen", ylabel="Dice + cross-entropy loss",
+                title="Training loss")
     val = [i for i in its if "brain_dice" in records[i]]
     for key, label in (("brain_dice", "brain Dice"), ("lesion_dice", "lesion Dice"),
                        ("lesion_detected", "lesions touched")):
-        ax_val.plot(val, [records[i][key] for i in val], marker="o", ms=3, label=label)
-    ax_val.set(xlabel="iteration", ylim=(0, 1), title="Validation (held-out synthetic heads)")
+        ax_val.plot([seen[i] for i in val], [records[i][key] for i in val], marker="o", ms=3,
+                    label=label)
+    ax_val.set(xlabel="training crops seen", ylim=(0, 1),
+               title="Validation (held-out synthetic heads)")
     ax_val.legend(fontsize=8)
     return _save(fig, path)
 

@@ -125,7 +125,8 @@ def test_score_grows_with_size_and_probability():
     assert empty.score == 0.0 and empty.findings == []
     # Documented formula, recomputed from the finding's own numbers.
     f = analyse_series(*scene(shape, spacing, rot)[:4], "s").findings[0]
-    assert f.score == pytest.approx(f.probability * (1 - math.exp(-f.volume_ml / 0.05)))
+    scale = decide_config().score_volume_scale_ml
+    assert f.score == pytest.approx(f.probability * (1 - math.exp(-f.volume_ml / scale)))
 
 
 def test_shapes_must_match_and_probabilities_be_finite():

@@ -18,6 +18,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 
 def repo_path(path: str | Path) -> Path:
@@ -25,7 +26,7 @@ def repo_path(path: str | Path) -> Path:
     directory): weights, label maps and run folders named in configs."""
     p = Path(path)
     return p if p.is_absolute() else REPO_ROOT / p
-DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
 
 T = TypeVar("T")
 

@@ -208,14 +208,12 @@ def head_box(x: np.ndarray, multiple: int, margin: int = 6, level: float = 0.08
 
 def box_edge_area_cm2(mask: np.ndarray, box: tuple[slice, ...], voxel_mm: float) -> float:
     """Largest cross-section (cm2) of `mask` on a face of `box` that is not a face of the grid."""
-    area = 0.0
-    for axis, sl in enumerate(box):
-        for index in (sl.start, sl.stop - 1):
-            if index in (0, mask.shape[axis] - 1):
-                continue
-            face = np.take(mask, index, axis=axis)
-            area = max(area, float(face.sum()) * voxel_mm * voxel_mm / 100.0)
-    return area
+    from screener.qc import face_areas_cm2
+
+    inside = [(axis, end) for axis, sl in enumerate(box) for end, grid_face in
+              ((-1, sl.start == 0), (1, sl.stop == mask.shape[axis])) if not grid_face]
+    areas = face_areas_cm2(mask[box], (voxel_mm,) * 3)
+    return max((a for axis, end, a in areas if (axis, end) in inside), default=0.0)
 
 
 def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False) -> Prediction:

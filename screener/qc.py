@@ -167,6 +167,20 @@ def _voxel_sizes(affine: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
 
 
+def face_areas_cm2(mask: npt.NDArray[np.bool_], voxel_sizes: Sequence[float]
+                   ) -> list[tuple[int, int, float]]:
+    """(axis, end, cm2) for each of the six faces of a 3D mask: its cross-section on the first
+    (end -1) and last (end 1) slice along each axis."""
+    out = []
+    for axis in range(3):
+        others = [a for a in range(3) if a != axis]
+        face_area_mm2 = float(voxel_sizes[others[0]] * voxel_sizes[others[1]])
+        for end, index in ((-1, 0), (1, mask.shape[axis] - 1)):
+            out.append((axis, end,
+                        float(np.take(mask, index, axis=axis).sum()) * face_area_mm2 / 100.0))
+    return out
+
+
 def _face_name(direction: npt.NDArray[np.float64]) -> str:
     """Name of the dominant RAS direction of a world vector (for readable reasons)."""
     names = (("left", "right"), ("posterior", "anterior"), ("inferior", "superior"))
@@ -204,15 +218,11 @@ def brain_reasons(
         reasons.append(f"brain_volume_implausible: {volume_ml:.0f} ml outside {lo:.0f}-{hi:.0f} ml")
     if not mask.any():
         return reasons
-    for axis in range(3):
-        others = [a for a in range(3) if a != axis]
-        face_area_mm2 = float(sizes[others[0]] * sizes[others[1]])
-        for end, index in ((-1, 0), (1, mask.shape[axis] - 1)):
-            area_cm2 = float(np.take(mask, index, axis=axis).sum()) * face_area_mm2 / 100.0
-            if area_cm2 > c.max_brain_cut_area_cm2:
-                side = _face_name(end * aff[:3, axis])
-                reasons.append(f"brain_cut_off: {area_cm2:.0f} cm2 of brain on the {side} edge "
-                               f"of the volume (> {c.max_brain_cut_area_cm2:.0f} cm2)")
+    for axis, end, area_cm2 in face_areas_cm2(mask, sizes):
+        if area_cm2 > c.max_brain_cut_area_cm2:
+            side = _face_name(end * aff[:3, axis])
+            reasons.append(f"brain_cut_off: {area_cm2:.0f} cm2 of brain on the {side} edge "
+                           f"of the volume (> {c.max_brain_cut_area_cm2:.0f} cm2)")
     return reasons
 
 

@@ -29,15 +29,11 @@ def _meta_path(weights: Path) -> Path:
     return weights / "configs" / "metadata.json"
 
 
-def _write(weights: Path, meta: dict[str, Any]) -> None:
-    write_json_atomic(_meta_path(weights), meta)
-
-
 def set_version(weights: Path, version: str, changelog: str) -> dict[str, Any]:
     meta = json.loads(_meta_path(weights).read_text())
     meta["version"] = version
     meta.setdefault("changelog", {})[version] = changelog
-    _write(weights, meta)
+    write_json_atomic(_meta_path(weights), meta)
     return meta
 
 
@@ -48,9 +44,10 @@ def _wilson(k: int, n: int) -> list[float] | None:
     return list(ci) if ci else None
 
 
-def evaluation_block(weights: Path, dev_metrics: Path | None = None) -> dict[str, Any]:
-    """The evaluation figures of the bundle, read from the files the measuring commands wrote."""
-    meta = json.loads(_meta_path(weights).read_text())
+def evaluation_block(weights: Path, meta: dict[str, Any], dev_metrics: Path | None = None
+                     ) -> dict[str, Any]:
+    """The evaluation figures of the bundle (its metadata `meta`), read from the files the
+    measuring commands wrote."""
     cal = json.loads((weights / "calibration.json").read_text())
     bench = json.loads((weights / "benchmark.json").read_text())
     if (bench.get("model") or {}).get("weights_sha256") != meta["sha256"]["models/model.pt"]:
@@ -90,8 +87,8 @@ def evaluation_block(weights: Path, dev_metrics: Path | None = None) -> dict[str
 
 def set_evaluation(weights: Path, dev_metrics: Path | None = None) -> dict[str, Any]:
     meta = json.loads(_meta_path(weights).read_text())
-    meta["evaluation"] = evaluation_block(weights, dev_metrics)
-    _write(weights, meta)
+    meta["evaluation"] = evaluation_block(weights, meta, dev_metrics)
+    write_json_atomic(_meta_path(weights), meta)
     return meta
 
 

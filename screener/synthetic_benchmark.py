@@ -55,10 +55,23 @@ def pooled_sensitivity_by_diameter(table: dict[str, Any]) -> dict[float, dict[st
     return out
 
 
+def pooled_by_contrast_sd(table: dict[str, Any], min_diameter_mm: float = 10.0
+                          ) -> dict[float, dict[str, Any]]:
+    """Sensitivity per contrast-strength bin (lesion_contrast_sd lower edge), pooled over the
+    lesions of at least min_diameter_mm: tells lesions drawn near-invisible from missed ones."""
+    pooled: dict[float, list[int]] = {}
+    for c in table.get("by_contrast_sd", []):
+        if float(c["diameter_mm"]) >= min_diameter_mm:
+            p = pooled.setdefault(float(c["contrast_sd_min"]), [0, 0])
+            p[0] += int(c["detected"])
+            p[1] += int(c["n"])
+    return {lo: {"k": k, "n": n, "value": k / n if n else None} for lo, (k, n) in sorted(pooled.items())}
+
+
 def _cases_csv(results: list[Any], threshold: float) -> str:
     buf = io.StringIO()
-    fields = ["lesion", "kind", "diameter_mm", "slice_thickness_mm", "contrast", "score", "hit",
-              "flagged", "detected"]
+    fields = ["lesion", "kind", "diameter_mm", "slice_thickness_mm", "contrast", "contrast_sd",
+              "score", "hit", "flagged", "detected"]
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     w.writeheader()
     for r in results:
@@ -108,6 +121,12 @@ def run_synthetic_cli(args: argparse.Namespace, config: dict[str, Any]) -> int:
         ci = p["ci95"]
         print(f"  diameter {d:g} mm: sensitivity {p['k']}/{p['n']}"
               + (f" = {p['value']:.3f} (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""))
+    from screener.model.synth_eval import CONTRAST_SD_BINS
+
+    for lo, p in pooled_by_contrast_sd(table).items():
+        above = [b for b in CONTRAST_SD_BINS if b > lo]
+        band = f"{lo:g}-{above[0]:g}" if above else f">= {lo:g}"
+        print(f"  lesions >= 10 mm standing out {band} SD: sensitivity {p['k']}/{p['n']}")
     ci = spec.get("ci95")
     print(f"  specificity (lesion-free): {spec['negative']}/{spec['n']}"
           + (f" = {spec['value']:.3f} (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""))

@@ -10,6 +10,7 @@ import argparse
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from screener.model import synth_eval
@@ -42,9 +43,9 @@ def test_table_with_intervals(tmp_path, fake_model, monkeypatch, capsys):
                 fnr_upper_bound=1.0, feasible=False, iso_x=[0.0, 1.0], iso_y=[0.1, 0.9]
                 ).save(fake_model.weights_dir / "calibration.json")
     CR = synth_eval.CaseResult
-    results = [CR(True, "mass", 10.0, 3.0, "FLAIR", 0.9, True),    # detected
-               CR(True, "mass", 10.0, 3.0, "FLAIR", 0.9, False),   # flagged, wrong place
-               CR(True, "mass", 10.0, 3.0, "FLAIR", 0.2, True),    # below threshold
+    results = [CR(True, "mass", 10.0, 3.0, "FLAIR", 0.9, True, 5.0),    # detected
+               CR(True, "mass", 10.0, 3.0, "FLAIR", 0.9, False, 0.5),   # flagged, wrong place
+               CR(True, "mass", 10.0, 3.0, "FLAIR", 0.2, True, 4.0),    # below threshold
                CR(False, None, None, 3.0, "T1", 0.1, False),       # negative
                CR(False, None, None, 3.0, "T1", 0.7, False)]       # false positive
     monkeypatch.setattr(synth_eval, "run_cases", lambda n, seed, space, model, config: results)
@@ -58,5 +59,24 @@ def test_table_with_intervals(tmp_path, fake_model, monkeypatch, capsys):
     assert table["specificity"]["n"] == 2 and table["specificity"]["negative"] == 1
     assert table["n_screened"] == 5
     rows = (tmp_path / "out" / "synthetic_cases.csv").read_text().splitlines()
-    assert len(rows) == 6 and rows[1].endswith("True,True,True")
-    assert "diameter 10 mm: sensitivity 1/3" in capsys.readouterr().out
+    assert len(rows) == 6 and rows[1].endswith("True,True,True") and ",5.0," in rows[1]
+    assert table["by_contrast_sd"] == [
+        {"diameter_mm": 10.0, "contrast_sd_min": 0.0, "n": 1, "detected": 0},
+        {"diameter_mm": 10.0, "contrast_sd_min": 4.0, "n": 2, "detected": 1}]
+    out = capsys.readouterr().out
+    assert "diameter 10 mm: sensitivity 1/3" in out
+    assert "standing out 0-1 SD: sensitivity 0/1" in out and "out >= 4 SD: sensitivity 1/2" in out
+
+
+def test_lesion_contrast_sd_measures_against_the_surrounding_brain():
+    from screener.model.anatomy import Tissue
+
+    rng = np.random.default_rng(0)
+    target = np.full((30, 30, 30), int(Tissue.WM), np.uint8)
+    target[:, :, 20:] = int(Tissue.GM)
+    target[12:18, 12:18, 12:18] = int(Tissue.LESION)
+    image = rng.normal(1.0, 0.1, target.shape)
+    assert synth_eval.lesion_contrast_sd(image, target) < 0.5  # drawn invisible
+    image[target == int(Tissue.LESION)] += 0.3
+    assert synth_eval.lesion_contrast_sd(image, target) == pytest.approx(3.0, rel=0.2)
+    assert synth_eval.lesion_contrast_sd(image, np.full_like(target, int(Tissue.WM))) is None

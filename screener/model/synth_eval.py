@@ -40,6 +40,7 @@ class CaseResult:
     contrast: str
     score: float
     hit: bool  # a finding overlaps the true lesion
+    contrast_sd: float | None = None  # lesion_contrast_sd of the drawn lesion (None: no lesion)
 
 
 def _generator(model_meta: dict[str, Any]):
@@ -57,6 +58,35 @@ def _generator(model_meta: dict[str, Any]):
     if not held:
         raise RuntimeError("no held-out label maps: the benchmark would reuse training anatomy")
     return SynthGenerator(scfg, held), int(tcfg["seed"])
+
+
+SHELL_MM = 4.0
+CONTRAST_SD_BINS = (0.0, 1.0, 2.0, 4.0)  # lower edges of the benchmark's contrast-strength bins
+
+
+def lesion_contrast_sd(image: np.ndarray, target: np.ndarray, voxel_mm: float = 2.0) -> float | None:
+    """How far a drawn lesion stands out from the brain around it, in units of that brain's spread.
+
+    |median(lesion) - median(shell)| / robust SD(shell), the shell being the white and grey
+    matter within SHELL_MM of the lesion (robust SD = 1.4826 MAD). The spread includes the
+    normal variation of the neighbourhood (grey-white contrast, bias, noise), which is what a
+    lesion has to exceed to be seen. None without lesion voxels or shell.
+    """
+    from scipy import ndimage
+
+    from screener.model.anatomy import Tissue
+
+    lesion = target == int(Tissue.LESION)
+    if not lesion.any():
+        return None
+    near = ndimage.distance_transform_edt(~lesion, sampling=voxel_mm) <= SHELL_MM
+    shell = near & ~lesion & np.isin(target, (int(Tissue.WM), int(Tissue.GM)))
+    if shell.sum() < 10:
+        return None
+    ref = image[shell]
+    med = float(np.median(ref))
+    sd = 1.4826 * float(np.median(np.abs(ref - med))) or float(np.std(ref)) or 1e-6
+    return abs(float(np.median(image[lesion])) - med) / sd
 
 
 def run_case(sample: Any, model: Any, config: dict[str, Any]) -> tuple[float, bool]:
@@ -114,9 +144,11 @@ def run_cases(n: int, seed: int, space: str, model: Any, config: dict[str, Any],
         if spec.lesion and not has:  # lesion fell outside the brain after deformation: skip
             continue
         score, hit = run_case(sample, model, config)
+        cnr = lesion_contrast_sd(sample.image[0].numpy(), sample.target.numpy())
         out.append(CaseResult(lesion=spec.lesion, kind=spec.kind, diameter_mm=spec.diameter_mm,
                               slice_thickness_mm=float(spec.slice_thickness_mm or 2.0),
-                              contrast=spec.contrast or "random", score=score, hit=hit))
+                              contrast=spec.contrast or "random", score=score, hit=hit,
+                              contrast_sd=cnr))
     return out
 
 
@@ -131,6 +163,13 @@ def benchmark_table(results: list[CaseResult], threshold: float, model_info: dic
         c = cells.setdefault(key, [0, 0])
         c[0] += 1
         c[1] += int(r.score >= threshold and r.hit)
+    strength: dict[tuple, list[int]] = {}
+    for r in results:
+        if r.lesion and r.contrast_sd is not None:
+            lo = max(b for b in CONTRAST_SD_BINS if b <= r.contrast_sd)
+            c = strength.setdefault((r.diameter_mm, lo), [0, 0])
+            c[0] += 1
+            c[1] += int(r.score >= threshold and r.hit)
     normals = [r for r in results if not r.lesion]
     neg = sum(r.score < threshold for r in normals)
     return {
@@ -138,6 +177,8 @@ def benchmark_table(results: list[CaseResult], threshold: float, model_info: dic
         "cells": [{"diameter_mm": k[0], "slice_thickness_mm": k[1], "kind": k[2], "contrast": k[3],
                    "n": v[0], "detected": v[1], "sensitivity": v[1] / v[0]}
                   for k, v in sorted(cells.items())],
+        "by_contrast_sd": [{"diameter_mm": k[0], "contrast_sd_min": k[1], "n": v[0],
+                            "detected": v[1]} for k, v in sorted(strength.items())],
         "specificity": {"n": len(normals), "negative": int(neg),
                         "value": neg / len(normals) if normals else None},
     }

@@ -127,9 +127,61 @@ def working_grid(shape: tuple[int, ...], affine: np.ndarray, voxel_mm: float, mu
     return grid_aff, (int(n[0]), int(n[1]), int(n[2]))
 
 
+def _axis_permutation(xform: np.ndarray, dst_shape: tuple[int, ...], tol_vox: float = 1e-3
+                      ) -> list[int] | None:
+    """For a dst-index -> src-index transform whose 3x3 part is a permuted diagonal (grids
+    that share their axes up to order, flips and scale), the dst axis feeding each src axis;
+    None otherwise. Off-diagonal terms moving no point by more than `tol_vox` count as zero."""
+    m = xform[:3, :3]
+    reach = np.abs(m) * (np.asarray(dst_shape, dtype=np.float64)[None, :3])
+    perm = [int(np.argmax(reach[i])) for i in range(3)]
+    if sorted(perm) != [0, 1, 2] or any(abs(m[i, perm[i]]) < 1e-9 for i in range(3)):
+        return None
+    off = reach.copy()
+    off[range(3), perm] = 0.0
+    return perm if float(off.sum(axis=1).max()) <= tol_vox else None
+
+
+def _interp_axis(a: np.ndarray, axis: int, coords: np.ndarray) -> np.ndarray:
+    """Linear interpolation of `a` along `axis` at fractional indices `coords`; samples beyond
+    the array read as 0 (grid_sample's zero padding, voxel centres at integer indices)."""
+    n = a.shape[axis]
+    i0 = np.floor(coords).astype(np.int64)
+    w = (coords - i0).astype(np.float32)
+    shape = [1] * a.ndim
+    shape[axis] = -1
+    out = np.zeros(a.shape[:axis] + (len(coords),) + a.shape[axis + 1:], dtype=np.float32)
+    for idx, wt in ((i0, 1.0 - w), (i0 + 1, w)):
+        inside = (idx >= 0) & (idx < n)
+        out += np.take(a, np.clip(idx, 0, n - 1), axis=axis) * (wt * inside).reshape(shape)
+    return out
+
+
 def resample(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray,
              dst_shape: tuple[int, ...], mode: str = "bilinear") -> np.ndarray:
-    """Resample channel-first `data` (C, ...) by world coordinates (MONAI SpatialResample)."""
+    """Resample channel-first `data` (C, ...) by world coordinates (MONAI SpatialResample).
+
+    Between grids whose axes coincide up to order, flips and spacing (an axial, sagittal or
+    coronal series and the RAS working grid), trilinear interpolation is separable: three 1D
+    passes give the same values as MONAI's 3D grid sampling (tested) several times faster.
+    """
+    src_aff = np.asarray(src_affine, dtype=np.float64)
+    dst_aff = np.asarray(dst_affine, dtype=np.float64)
+    xform = np.linalg.solve(src_aff, dst_aff)  # dst voxel index -> src voxel index
+    perm = _axis_permutation(xform, dst_shape) if mode == "bilinear" else None
+    if perm is not None and data.ndim == 4:
+        out = np.asarray(data, dtype=np.float32)
+        for i in range(3):  # src axis i becomes dst axis perm[i], still at position i + 1
+            j = perm[i]
+            coords = xform[i, j] * np.arange(dst_shape[j], dtype=np.float64) + xform[i, 3]
+            out = _interp_axis(out, i + 1, coords)
+        order = [0] + [1 + perm.index(j) for j in range(3)]
+        return np.ascontiguousarray(out.transpose(order))
+    return _resample_monai(data, src_aff, dst_aff, dst_shape, mode)
+
+
+def _resample_monai(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray,
+                    dst_shape: tuple[int, ...], mode: str) -> np.ndarray:
     import torch
     from monai.data import MetaTensor
     from monai.transforms import SpatialResample

@@ -126,9 +126,10 @@ class OrthancWatcher:
             buf = BytesIO()
             ds.save_as(buf, enforce_file_format=True)
             data = buf.getvalue()
-            stored = self.core.spool.store(study_uid, series_uid, sop_uid, data)
-            self.core.state.record_instance(sop_uid, study_uid, series_uid, str(stored.path),
-                                            stored.sha256)
+            with self.core.spool.study_lock(study_uid):
+                stored = self.core.spool.store(study_uid, series_uid, sop_uid, data)
+                self.core.state.record_instance(sop_uid, study_uid, series_uid,
+                                                str(stored.path), stored.sha256)
             n += 1
         return n
 

@@ -114,9 +114,10 @@ class StoreHandler:
             # Our own SR/SEG routed back to us: keep it, but it does not re-open the study.
             durable_write(self.core.spool.root / OWN_OUTPUTS_DIR / f"{short_hash(sop_uid, 32)}.dcm", data)
             return STATUS_SUCCESS
-        stored = self.core.spool.store(study_uid, series_uid, sop_uid, data)
-        reopened = self.core.state.record_instance(sop_uid, study_uid, series_uid,
-                                                   str(stored.path), stored.sha256)
+        with self.core.spool.study_lock(study_uid):  # not pruned between store and record
+            stored = self.core.spool.store(study_uid, series_uid, sop_uid, data)
+            reopened = self.core.state.record_instance(sop_uid, study_uid, series_uid,
+                                                       str(stored.path), stored.sha256)
         self.received += 1
         log.debug("stored %s of study %s%s", short_hash(sop_uid), short_hash(study_uid),
                   "" if reopened else " (identical duplicate)")

@@ -56,6 +56,10 @@ class WorkerSettings:
     study_time_limit_s: float = 900.0
     send_retry_s: float = 30.0
     send_max_attempts: int = 20
+    # 0 = keep received instances forever; otherwise a study's spooled instances are deleted
+    # this many days after its last instance arrived, once it is screened and its results
+    # delivered (reports, SR and SEG in results_dir are never deleted).
+    spool_retention_days: float = 0.0
     c_store: CStoreDestination | None = None
     stow_url: str = ""
     calling_ae_title: str = "SCREENER"
@@ -97,6 +101,8 @@ def _check_worker(s: WorkerSettings, name: str) -> None:
                           "study_time_limit_s > 0 are required")
     if s.send_max_attempts < 1 or s.send_retry_s < 0:
         raise ConfigError(f"{name}: send_max_attempts >= 1 and send_retry_s >= 0 are required")
+    if s.spool_retention_days < 0:
+        raise ConfigError(f"{name}.spool_retention_days must be >= 0 (0 = keep forever)")
     if s.c_store is not None and (not s.c_store.ae_title or not 0 < s.c_store.port < 65536):
         raise ConfigError(f"{name}.c_store needs ae_title and a port in 1..65535")
     if s.stow_url and not s.stow_url.startswith(("http://", "https://")):

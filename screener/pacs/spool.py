@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +65,38 @@ class Spool:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         _mkdirs_durable(self.root)
+        self._guard = threading.Lock()
+        self._study_locks: dict[str, threading.Lock] = {}
+
+    @contextmanager
+    def study_lock(self, study_uid: str) -> Iterator[None]:
+        """Held around storing + recording an instance and around pruning the study, so
+        pruning never deletes an instance between its storing and its acknowledgement."""
+        with self._guard:
+            lock = self._study_locks.setdefault(self.study_dir(study_uid).name, threading.Lock())
+        with lock:
+            yield
+
+    def remove_files(self, paths: list[str]) -> int:
+        """Delete spooled instance files (only inside the spool) and the folders they empty."""
+        root = self.root.resolve()
+        n = 0
+        for p in map(Path, paths):
+            path = p.resolve()
+            if not path.is_relative_to(root) or path == root:
+                continue
+            try:
+                path.unlink()
+                n += 1
+            except FileNotFoundError:
+                pass
+            for d in (path.parent, path.parent.parent):
+                if d != root and d.is_relative_to(root):
+                    try:
+                        d.rmdir()  # only when empty
+                    except OSError:
+                        break
+        return n
 
     def study_dir(self, study_uid: str) -> Path:
         """The folder holding one study's instances."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from typing import Any
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -240,6 +241,32 @@ class ServiceState:
             if study_uid is not None:
                 q, args = q + " WHERE study_uid=?", (study_uid,)
             return [tuple(r) for r in self._db.execute(q + " ORDER BY id", args)]  # type: ignore[misc]
+
+    # -- spool retention ---------------------------------------------------------------------
+    def prunable_studies(self, received_before: float, study_uid: str | None = None) -> list[str]:
+        """Studies (or just `study_uid`) whose spooled instances may go: last instance received
+        before the cutoff, screened in their latest generation, not being screened, every
+        result delivered, instances still on record."""
+        q = ("SELECT s.study_uid FROM studies s WHERE s.status='idle' AND s.screen_count > 0 "
+             "AND s.screened_generation = s.generation AND s.last_received < ? "
+             "AND EXISTS (SELECT 1 FROM instances i WHERE i.study_uid = s.study_uid) "
+             "AND NOT EXISTS (SELECT 1 FROM outputs o WHERE o.study_uid = s.study_uid "
+             "AND o.pending != '')")
+        args: tuple[Any, ...] = (received_before,)
+        if study_uid is not None:
+            q, args = q + " AND s.study_uid = ?", args + (study_uid,)
+        with self._lock:
+            return [r[0] for r in self._db.execute(q + " ORDER BY s.last_received", args)]
+
+    def instance_paths(self, study_uid: str) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT path FROM instances WHERE study_uid=?", (study_uid,))]
+
+    def forget_instances(self, study_uid: str) -> int:
+        """Drop a pruned study's instance records (its screenings and outputs stay)."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM instances WHERE study_uid=?", (study_uid,)).rowcount
 
     # -- outputs -----------------------------------------------------------------------------
     def is_own_output(self, sop_uid: str) -> bool:

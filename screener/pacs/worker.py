@@ -23,6 +23,7 @@ from screener.pacs.spool import Spool, short_hash
 from screener.pacs.state import ServiceState
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY_S = 60.0  # how often the loop looks for spooled studies past their retention
 
 def _output_path(result: ScreenResult, results_dir: Path, rel: str | None) -> Path | None:
     """Resolve a report's relative output path (relative to the study folder or to OUTDIR)."""
@@ -61,6 +62,7 @@ class StudyWorker:
         self.destinations = tuple(dests)
         self.stop_event = threading.Event()
         self.busy = threading.Event()
+        self._last_prune = 0.0
 
     # -- screening ---------------------------------------------------------------------------
     def screen_due(self) -> int:
@@ -189,6 +191,27 @@ class StudyWorker:
             rows.append(row_from_record(record, self.results_dir))
         write_worklist(order_rows(rows), self.results_dir)
 
+    # -- spool retention ---------------------------------------------------------------------
+    def prune_spool(self, now: float | None = None) -> int:
+        """Delete the spooled instances of studies past `spool_retention_days` that are screened
+        and delivered (state.prunable_studies); results are kept. Returns how many studies."""
+        days = self.settings.spool_retention_days
+        if days <= 0:
+            return 0
+        cutoff = (time.time() if now is None else now) - days * 86400.0
+        n = 0
+        for study_uid in self.state.prunable_studies(cutoff):
+            with self.spool.study_lock(study_uid):
+                if not self.state.prunable_studies(cutoff, study_uid):  # changed meanwhile
+                    continue
+                # Files first: after a crash in between, the records lead to them again.
+                self.spool.remove_files(self.state.instance_paths(study_uid))
+                self.state.forget_instances(study_uid)
+                n += 1
+        if n:
+            log.info("spool: instances of %d screened studies deleted (retention %g days)", n, days)
+        return n
+
     # -- loop --------------------------------------------------------------------------------
     def run(self) -> None:
         """Loop until `stop_event` is set. Never raises: a failure is logged and retried."""
@@ -196,6 +219,9 @@ class StudyWorker:
             try:
                 self.screen_due()
                 self.deliver_pending()
+                if time.time() - self._last_prune >= PRUNE_EVERY_S:
+                    self._last_prune = time.time()
+                    self.prune_spool()
             except Exception:  # noqa: BLE001 - the loop must outlive any single failure
                 log.exception("screening loop error; continuing")
             self.stop_event.wait(self.settings.poll_interval_s)

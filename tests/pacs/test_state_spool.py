@@ -89,3 +89,72 @@ def test_delivery_retries_then_gives_up(tmp_path: Path):
 def test_short_hash_is_path_safe(uid: str):
     h = short_hash(uid)
     assert len(h) == 16 and h.isalnum()
+
+
+def _screened(st: ServiceState, spool: Spool, study: str, sops: list[str], received: float,
+              outputs: tuple[tuple[str, str, str], ...] = (), dests: tuple[str, ...] = ()
+              ) -> list[Path]:
+    paths = []
+    for sop in sops:
+        stored = spool.store(study, "8", sop, b"dicom " + sop.encode())
+        st.record_instance(sop, study, "8", str(stored.path), stored.sha256, now=received)
+        paths.append(stored.path)
+    st.complete(study, st.claim(study) or 0, received, "negative", "r.json", list(outputs), dests)
+    return paths
+
+
+def test_spool_retention_deletes_only_screened_delivered_old_studies(tmp_path: Path):
+    from screener.pacs.settings import WorkerSettings
+    from screener.pacs.worker import StudyWorker
+
+    st, spool = ServiceState(tmp_path / "s.sqlite"), Spool(tmp_path / "spool")
+    day, now = 86400.0, time.time()
+    old = _screened(st, spool, "old", ["1.1", "1.2"], now - 40 * day)
+    recent = _screened(st, spool, "recent", ["2.1"], now - 5 * day)
+    undelivered = _screened(st, spool, "undelivered", ["3.1"], now - 40 * day,
+                            (("3.9", "sr", "sr.dcm"),), ("stow",))
+    st.record_instance("4.1", "unscreened", "8", str(spool.store("unscreened", "8", "4.1", b"x").path),
+                       "h", now=now - 40 * day)
+    _screened(st, spool, "reopened", ["5.1"], now - 40 * day)
+    st.record_instance("5.2", "reopened", "8", str(spool.store("reopened", "8", "5.2", b"y").path),
+                       "h", now=now - 39 * day)  # a late instance, not screened yet
+    keep = WorkerSettings(results_dir=str(tmp_path / "results"), spool_retention_days=0.0)
+    assert StudyWorker(keep, st, spool, runner=None).prune_spool(now) == 0  # 0 = keep forever
+    worker = StudyWorker(WorkerSettings(results_dir=str(tmp_path / "results"),
+                                        spool_retention_days=30.0), st, spool, runner=None)
+    assert worker.prune_spool(now) == 1
+    assert not any(p.exists() for p in old) and not spool.study_dir("old").exists()
+    assert st.known_sops("old") == set() and st.study("old").screen_count == 1  # history stays
+    assert all(p.exists() for p in recent + undelivered)
+    assert st.known_sops("unscreened") == {"4.1"} and st.known_sops("reopened") == {"5.1", "5.2"}
+    st.output_delivered("3.9", "stow")  # delivered now: its instances may go too
+    assert worker.prune_spool(now) == 1 and not any(p.exists() for p in undelivered)
+    assert worker.prune_spool(now) == 0  # nothing left to do; a re-sent instance re-opens
+    assert st.record_instance("1.1", "old", "8", "p", "h", now=now)
+    assert "old" in st.due_studies(10.0, now=now + 11)
+    st.close()
+
+
+def test_pruning_waits_for_an_instance_being_stored(tmp_path: Path):
+    """The study lock spans store + record: a prune cannot fall between them."""
+    import threading
+
+    from screener.pacs.settings import WorkerSettings
+    from screener.pacs.worker import StudyWorker
+
+    st, spool = ServiceState(tmp_path / "s.sqlite"), Spool(tmp_path / "spool")
+    now = time.time()
+    _screened(st, spool, "9", ["1.1"], now - 40 * 86400.0)
+    worker = StudyWorker(WorkerSettings(results_dir=str(tmp_path / "r"), spool_retention_days=30.0),
+                         st, spool, runner=None)
+    done = []
+    with spool.study_lock("9"):  # an SCP thread between storing and recording "1.2"
+        stored = spool.store("9", "8", "1.2", b"late")
+        t = threading.Thread(target=lambda: done.append(worker.prune_spool(now)))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive()  # the prune waits
+        st.record_instance("1.2", "9", "8", str(stored.path), stored.sha256, now=now)
+    t.join(5)
+    assert done == [0] and stored.path.exists()  # the study re-opened: nothing deleted
+    st.close()

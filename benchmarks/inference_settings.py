@@ -5,6 +5,9 @@ out of training; the same space `synth_eval calibrate` fits the operating point 
 benchmark's or any real case) and prints, for each window setting (sliding-window tile and
 overlap, or one window over the whole head box):
 - brain-mask Dice against the generator's truth and predict() seconds per head;
+- for the first window setting, what the fused map misses: hits per lesion kind and per
+  contrast-strength bin (synth_eval.lesion_contrast_sd), and of the missed lesions how many the
+  learned channel does not see at all (max < 0.05) or the brain mask does not cover (< 60 %);
 - for the fused map (learned channel + outlier statistics) and the learned channel alone:
   lesions hit, false-finding volume on lesion-free heads, and for each study-score volume scale
   the AUROC of lesion-hit-gated scores (a lesion study whose findings miss the lesion scores 0,
@@ -64,6 +67,7 @@ def main() -> int:
         dice, seconds = [], 0.0
         rows: dict[str, list[tuple[bool, bool, list[tuple[float, float]]]]] = {"fused": [], "learned": []}
         false_ml: dict[str, list[float]] = {"fused": [], "learned": []}
+        lesions: list[tuple[str, float | None, float, float]] = []  # kind, contrast, learned, cover
         for spec, sample in samples:
             img = sample.image[0].numpy()
             truth = sample.target.numpy()
@@ -83,7 +87,13 @@ def main() -> int:
                 rows[name].append((spec.lesion, hit, [(f.probability, f.volume_ml) for f in a.findings]))
                 if not spec.lesion:
                     false_ml[name].append(float(found.sum()) * voxel_ml)
+            if spec.lesion:
+                les = truth == 5
+                lesions.append((str(spec.kind), synth_eval.lesion_contrast_sd(img, truth),
+                                float(pred.learned_prob[les].max()), float(brain[les].mean())))
         print(f"\nwindow {window}: brain Dice {np.mean(dice):.3f}, predict {seconds / len(samples):.2f} s/head")
+        if window == args.windows[0]:
+            _print_misses(lesions, [r[1] for r in rows["fused"] if r[0]])
         for name, res in rows.items():
             n_les = sum(r[0] for r in res)
             hits = sum(r[1] for r in res if r[0])
@@ -97,6 +107,28 @@ def main() -> int:
                 print(f"    score_volume_scale_ml {scale:5}: hit-gated AUROC {auc:.3f}, "
                       f"sensitivity at 90 % specificity {np.mean(np.asarray(pos) > thr):.2f}")
     return 0
+
+
+def _print_misses(lesions: list[tuple[str, float | None, float, float]], hits: list[bool]) -> None:
+    """Where the fused map's misses fall (kind, contrast strength) and what they look like."""
+    from collections import Counter
+
+    from screener.model.synth_eval import CONTRAST_SD_BINS
+
+    def band(c: float | None) -> str:
+        if c is None:
+            return "n/a"
+        lo = max(b for b in CONTRAST_SD_BINS if b <= c)
+        above = [b for b in CONTRAST_SD_BINS if b > lo]
+        return f"{lo:g}-{above[0]:g} SD" if above else f">= {lo:g} SD"
+
+    for title, key in (("kind", lambda x: x[0]), ("contrast", lambda x: band(x[1]))):
+        n, k = Counter(key(x) for x in lesions), Counter(key(x) for x, h in zip(lesions, hits) if h)
+        print(f"  fused hits by {title}: " + ", ".join(f"{g} {k[g]}/{n[g]}" for g in sorted(n)))
+    missed = [x for x, h in zip(lesions, hits) if not h]
+    print(f"  of {len(missed)} missed lesions: learned channel max < 0.05 in "
+          f"{sum(x[2] < 0.05 for x in missed)}, brain mask covering < 60 % in "
+          f"{sum(x[3] < 0.6 for x in missed)}")
 
 
 def _study_score(findings: list[tuple[float, float]], scale: float) -> float:

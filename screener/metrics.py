@@ -98,6 +98,22 @@ def auroc(truth: Sequence[bool], scores: Sequence[float]) -> float | None:
     return float((ranks[t].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+def roc_points(truth: Sequence[bool], scores: Sequence[float]
+               ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The ROC curve: (false-positive rate, true-positive rate) when flagging scores >= each
+    distinct score, from the strictest threshold down, starting at (0, 0). Both classes needed."""
+    t = np.asarray(truth, dtype=bool)
+    if not _two_classes(t):
+        raise ValueError("a ROC curve needs both classes")
+    s = np.asarray(scores, dtype=float)
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, t_sorted = s[order], t[order]
+    last = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]  # end of each tie group
+    tps = np.cumsum(t_sorted)[last]
+    fps = (last + 1) - tps
+    return np.r_[0.0, fps / (~t).sum()], np.r_[0.0, tps / t.sum()]
+
+
 def average_precision(truth: Sequence[bool], scores: Sequence[float]) -> float | None:
     """Average precision: sum over distinct score thresholds of (recall step) x precision,
     as sklearn.metrics.average_precision_score; None without a positive."""

@@ -35,14 +35,14 @@ def _figure(ncols: int = 1, figsize: tuple[float, float] = (5.2, 4.2)) -> tuple[
 def roc_plot(path: Path, curves: dict[str, tuple[Sequence[bool], Sequence[float]]],
              aurocs: dict[str, float | None]) -> Path:
     """ROC curves of each method from (truth, scores); methods with one class say so."""
-    from sklearn.metrics import roc_curve
+    from screener.metrics import roc_points
 
     fig, ax = _figure()
     for name, (truth, scores) in curves.items():
         if len(set(truth)) < 2:
             ax.plot([], [], label=f"{name}: undefined (one class, n={len(truth)})")
             continue
-        fpr, tpr, _ = roc_curve(list(truth), list(scores))
+        fpr, tpr = roc_points(list(truth), list(scores))
         auc = aurocs.get(name)
         ax.plot(fpr, tpr, drawstyle="steps-post", marker="o", ms=3,
                 label=f"{name}: AUROC {auc:.3f} (n={len(truth)})" if auc is not None else name)

@@ -128,15 +128,29 @@ def test_indeterminate_but_analysed_study_counts_in_ranking_only():
     assert r["calibration"]["n"] == 2
 
 
-def test_fast_auroc_and_ap_equal_sklearn_with_ties():
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
+def test_fast_auroc_ap_and_roc_equal_their_definitions_with_ties():
+    """Against brute force from the definitions: AUROC = P(pos > neg) + P(tie) / 2 over all
+    pairs; ROC and AP from flagging scores >= each distinct threshold in turn."""
     rng = np.random.default_rng(0)
+    checked = 0
     for _ in range(20):
         n = int(rng.integers(2, 60))
         t = rng.random(n) < 0.4
         if not (t.any() and (~t).any()):
             continue
         s = np.round(rng.random(n), 1)  # many ties
-        assert m.auroc(t, s) == pytest.approx(roc_auc_score(t, s), abs=1e-12)
-        assert m.average_precision(t, s) == pytest.approx(average_precision_score(t, s), abs=1e-12)
+        pos, neg = s[t][:, None], s[~t][None, :]
+        assert m.auroc(t, s) == pytest.approx(np.mean((pos > neg) + 0.5 * (pos == neg)), abs=1e-12)
+        thresholds = np.unique(s)[::-1]
+        tpr = [np.mean(s[t] >= th) for th in thresholds]
+        fpr = [np.mean(s[~t] >= th) for th in thresholds]
+        precision = [np.mean(t[s >= th]) for th in thresholds]
+        ap = sum((r - r0) * p for r, r0, p in zip(tpr, [0.0] + tpr[:-1], precision))
+        assert m.average_precision(t, s) == pytest.approx(ap, abs=1e-12)
+        got_fpr, got_tpr = m.roc_points(t, s)
+        np.testing.assert_allclose(got_fpr, [0.0] + fpr)
+        np.testing.assert_allclose(got_tpr, [0.0] + tpr)
+        checked += 1
+    assert checked >= 10
+    with pytest.raises(ValueError):
+        m.roc_points([True, True], [0.1, 0.2])

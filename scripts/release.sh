@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Release the weights trained so far: export the checkpoint, name the version, calibrate, run the
 # held-out synthetic benchmark and realdata-dev, and copy every figure into metadata.json.
-# About 10 minutes on 2 CPU cores (8.5 for 0.3.0). Inference settings are chosen before this, by reading
+# About 10 minutes on 2 CPU cores (8.5 for 0.3.0; 14 for 0.4.0 on a slower day). Inference settings are chosen before this, by reading
 #   .venv/bin/python benchmarks/inference_settings.py --n 60
 #
 #   bash scripts/release.sh 0.3.0 "what changed in this version"

@@ -143,14 +143,10 @@ def _print_misses(lesions: list[tuple[str, float | None, float, float]], hits: l
     """Where the fused map's misses fall (kind, contrast strength) and what they look like."""
     from collections import Counter
 
-    from screener.model.synth_eval import CONTRAST_SD_BINS
+    from screener.model.synth_eval import contrast_bin, contrast_bin_label
 
     def band(c: float | None) -> str:
-        if c is None:
-            return "n/a"
-        lo = max(b for b in CONTRAST_SD_BINS if b <= c)
-        above = [b for b in CONTRAST_SD_BINS if b > lo]
-        return f"{lo:g}-{above[0]:g} SD" if above else f">= {lo:g} SD"
+        return "n/a" if c is None else contrast_bin_label(contrast_bin(c))
 
     for title, key in (("kind", lambda x: x[0]), ("contrast", lambda x: band(x[1]))):
         n, k = Counter(key(x) for x in lesions), Counter(key(x) for x, h in zip(lesions, hits) if h)

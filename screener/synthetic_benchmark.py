@@ -121,12 +121,11 @@ def run_synthetic_cli(args: argparse.Namespace, config: dict[str, Any]) -> int:
         ci = p["ci95"]
         print(f"  diameter {d:g} mm: sensitivity {p['k']}/{p['n']}"
               + (f" = {p['value']:.3f} (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""))
-    from screener.model.synth_eval import CONTRAST_SD_BINS
+    from screener.model.synth_eval import contrast_bin_label
 
     for lo, p in pooled_by_contrast_sd(table).items():
-        above = [b for b in CONTRAST_SD_BINS if b > lo]
-        band = f"{lo:g}-{above[0]:g}" if above else f">= {lo:g}"
-        print(f"  lesions >= 10 mm standing out {band} SD: sensitivity {p['k']}/{p['n']}")
+        print(f"  lesions >= 10 mm standing out {contrast_bin_label(lo)}: "
+              f"sensitivity {p['k']}/{p['n']}")
     ci = spec.get("ci95")
     print(f"  specificity (lesion-free): {spec['negative']}/{spec['n']}"
           + (f" = {spec['value']:.3f} (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""))

@@ -64,6 +64,17 @@ SHELL_MM = 4.0
 CONTRAST_SD_BINS = (0.0, 1.0, 2.0, 4.0)  # lower edges of the benchmark's contrast-strength bins
 
 
+def contrast_bin(contrast_sd: float) -> float:
+    """Lower edge of the CONTRAST_SD_BINS bin holding a lesion_contrast_sd value."""
+    return max(b for b in CONTRAST_SD_BINS if b <= contrast_sd)
+
+
+def contrast_bin_label(lower: float) -> str:
+    """'1-2 SD' for the bin starting at 1; '>= 4 SD' for the last."""
+    above = [b for b in CONTRAST_SD_BINS if b > lower]
+    return f"{lower:g}-{above[0]:g} SD" if above else f">= {lower:g} SD"
+
+
 def lesion_contrast_sd(image: np.ndarray, target: np.ndarray, voxel_mm: float = 2.0) -> float | None:
     """How far a drawn lesion stands out from the brain around it, in units of that brain's spread.
 
@@ -166,8 +177,7 @@ def benchmark_table(results: list[CaseResult], threshold: float, model_info: dic
     strength: dict[tuple, list[int]] = {}
     for r in results:
         if r.lesion and r.contrast_sd is not None:
-            lo = max(b for b in CONTRAST_SD_BINS if b <= r.contrast_sd)
-            c = strength.setdefault((r.diameter_mm, lo), [0, 0])
+            c = strength.setdefault((r.diameter_mm, contrast_bin(r.contrast_sd)), [0, 0])
             c[0] += 1
             c[1] += int(r.score >= threshold and r.hit)
     normals = [r for r in results if not r.lesion]

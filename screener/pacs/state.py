@@ -13,10 +13,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from typing import Any
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from screener.pacs.spool import _mkdirs_durable
@@ -246,12 +246,14 @@ class ServiceState:
     def prunable_studies(self, received_before: float, study_uid: str | None = None) -> list[str]:
         """Studies (or just `study_uid`) whose spooled instances may go: last instance received
         before the cutoff, screened in their latest generation, not being screened, every
-        result delivered, instances still on record."""
+        result delivered, instances still on record. A result given up on (output_failed past
+        its attempts: no destination pending, but its last error kept) is not delivered, so
+        the study's instances stay for a re-send."""
         q = ("SELECT s.study_uid FROM studies s WHERE s.status='idle' AND s.screen_count > 0 "
              "AND s.screened_generation = s.generation AND s.last_received < ? "
              "AND EXISTS (SELECT 1 FROM instances i WHERE i.study_uid = s.study_uid) "
              "AND NOT EXISTS (SELECT 1 FROM outputs o WHERE o.study_uid = s.study_uid "
-             "AND o.pending != '')")
+             "AND (o.pending != '' OR o.last_error IS NOT NULL))")
         args: tuple[Any, ...] = (received_before,)
         if study_uid is not None:
             q, args = q + " AND s.study_uid = ?", args + (study_uid,)

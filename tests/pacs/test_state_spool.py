@@ -127,8 +127,13 @@ def test_spool_retention_deletes_only_screened_delivered_old_studies(tmp_path: P
     assert st.known_sops("old") == set() and st.study("old").screen_count == 1  # history stays
     assert all(p.exists() for p in recent + undelivered)
     assert st.known_sops("unscreened") == {"4.1"} and st.known_sops("reopened") == {"5.1", "5.2"}
-    st.output_delivered("3.9", "stow")  # delivered now: its instances may go too
+    assert st.output_failed("3.9", "down", retry_in_s=0, max_attempts=5)
+    st.output_delivered("3.9", "stow")  # delivered after a failed try: its instances may go too
     assert worker.prune_spool(now) == 1 and not any(p.exists() for p in undelivered)
+    given_up = _screened(st, spool, "given-up", ["6.1"], now - 40 * day,
+                         (("6.9", "sr", "sr.dcm"),), ("stow",))
+    assert not st.output_failed("6.9", "down", retry_in_s=0, max_attempts=1)  # never delivered
+    assert worker.prune_spool(now) == 0 and all(p.exists() for p in given_up)
     assert worker.prune_spool(now) == 0  # nothing left to do; a re-sent instance re-opens
     assert st.record_instance("1.1", "old", "8", "p", "h", now=now)
     assert "old" in st.due_studies(10.0, now=now + 11)

@@ -98,6 +98,17 @@ def auroc(truth: Sequence[bool], scores: Sequence[float]) -> float | None:
     return float((ranks[t].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+def _flagged_at_thresholds(t: npt.NDArray[np.bool_], scores: Sequence[float]
+                           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Flagging scores >= each distinct score, strictest first: how many are flagged and how
+    many of them are positive (ties always flagged together)."""
+    s = np.asarray(scores, dtype=float)
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, t_sorted = s[order], t[order]
+    last = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]  # end of each tie group
+    return last + 1, np.cumsum(t_sorted)[last]
+
+
 def roc_points(truth: Sequence[bool], scores: Sequence[float]
                ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """The ROC curve: (false-positive rate, true-positive rate) when flagging scores >= each
@@ -105,13 +116,8 @@ def roc_points(truth: Sequence[bool], scores: Sequence[float]
     t = np.asarray(truth, dtype=bool)
     if not _two_classes(t):
         raise ValueError("a ROC curve needs both classes")
-    s = np.asarray(scores, dtype=float)
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, t_sorted = s[order], t[order]
-    last = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]  # end of each tie group
-    tps = np.cumsum(t_sorted)[last]
-    fps = (last + 1) - tps
-    return np.r_[0.0, fps / (~t).sum()], np.r_[0.0, tps / t.sum()]
+    flagged, tps = _flagged_at_thresholds(t, scores)
+    return np.r_[0.0, (flagged - tps) / (~t).sum()], np.r_[0.0, tps / t.sum()]
 
 
 def average_precision(truth: Sequence[bool], scores: Sequence[float]) -> float | None:
@@ -120,12 +126,8 @@ def average_precision(truth: Sequence[bool], scores: Sequence[float]) -> float |
     t = np.asarray(truth, dtype=bool)
     if not t.any():
         return None
-    s = np.asarray(scores, dtype=float)
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, t_sorted = s[order], t[order]
-    last = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]  # end of each tie group
-    tps = np.cumsum(t_sorted)[last]
-    precision = tps / (last + 1)
+    flagged, tps = _flagged_at_thresholds(t, scores)
+    precision = tps / flagged
     recall = tps / tps[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 

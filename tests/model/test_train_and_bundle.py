@@ -69,3 +69,39 @@ def test_shipped_weights_are_verified_and_small():
                 "provenance", "evaluation"):
         assert key in meta, key
     assert "not a diagnostic device" in meta["intended_use"]
+
+
+def test_lesion_tversky_term_penalises_misses_more_than_false_alarms():
+    import dataclasses
+
+    import torch
+
+    from screener.model.anatomy import N_CLASSES, Tissue
+    from screener.model.train import TrainConfig, make_loss
+
+    target = torch.zeros((1, 1, 8, 8, 8), dtype=torch.long)
+    target[..., 2:6, 2:6, 2:4] = int(Tissue.LESION)     # 32 lesion voxels
+    elsewhere = torch.zeros_like(target, dtype=torch.bool)
+    elsewhere[..., 2:6, 2:6, 5:7] = True                # 32 other voxels
+
+    def logits(lesion_at: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros((1, N_CLASSES, 8, 8, 8))
+        out[:, int(Tissue.WM)] = 6.0                    # confident background elsewhere
+        out[:, int(Tissue.LESION)][lesion_at[:, 0]] = 12.0
+        return out
+
+    truth = target == int(Tissue.LESION)
+    hit_and_false = logits(truth | elsewhere)           # finds the lesion, 32 false voxels
+    half_missed = truth.clone()
+    half_missed[..., 2:4, :, :] = False                 # finds half, misses 16 voxels
+    weights = torch.ones(N_CLASSES)
+    plain = make_loss(TrainConfig(), weights)
+    recall = make_loss(dataclasses.replace(TrainConfig(), lesion_tversky_weight=1.0), weights)
+    miss = logits(half_missed)
+    # DiceCE alone is the old loss (weights 0.4.0 and earlier), unchanged by the option's default.
+    assert TrainConfig().lesion_tversky_weight == 0.0
+    extra_miss = float(recall(miss, target) - plain(miss, target))
+    extra_false = float(recall(hit_and_false, target) - plain(hit_and_false, target))
+    assert extra_miss > 0 and extra_false > 0
+    # per wrong voxel, a missed lesion voxel costs more than a false one (beta > alpha)
+    assert extra_miss / 16 > extra_false / 32 * 1.5

@@ -8,9 +8,9 @@ overlap, or one window over the whole head box):
 - for the first window setting, what the fused map misses: hits per lesion kind and per
   contrast-strength bin (synth_eval.lesion_contrast_sd), and of the missed lesions how many the
   learned channel does not see at all (max < 0.05) or the brain mask does not cover (< 60 %);
-- with --grow LOW ...: for the first window, findings grown by hysteresis (seeds at the voxel
-  threshold, grown into connected voxels >= LOW): mean lesion Dice on the lesion heads and median
-  volume on the lesion-free heads, against no growth;
+- for the first window, the fused findings' mean lesion Dice on the lesion heads and median
+  volume on the lesion-free heads; with --grow LOW ..., the same for findings grown by hysteresis
+  (seeds at the voxel threshold, grown into connected voxels >= LOW);
 - for the fused map (learned channel + outlier statistics) and the learned channel alone:
   lesions hit, false-finding volume on lesion-free heads, and for each study-score volume scale
   the AUROC of lesion-hit-gated scores (a lesion study whose findings miss the lesion scores 0,
@@ -19,6 +19,7 @@ Settings chosen from this table go into configs/default.yaml (model.roi_size, mo
 model.use_outlier, decide.score_volume_scale_ml) before calibrating.
 
     .venv/bin/python benchmarks/inference_settings.py --n 60
+    .venv/bin/python benchmarks/inference_settings.py --n 60 --weights /tmp/candidate  # a checkpoint
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def main() -> int:
     ap.add_argument("--scales", type=float, nargs="+", default=[0.05, 0.5, 2.0])
     ap.add_argument("--grow", type=float, nargs="*", default=[],
                     help="hysteresis low thresholds to compare (default: none)")
+    ap.add_argument("--weights", default=None,
+                    help="weights bundle directory to run instead of the config's (a candidate "
+                         "exported with `screener train --export DIR`)")
     args = ap.parse_args()
 
     import torch
@@ -53,6 +57,8 @@ def main() -> int:
 
     torch.set_num_threads(2)
     cfg = load_config()
+    if args.weights:
+        cfg["model"] = {**(cfg.get("model") or {}), "weights": args.weights}
     dc = decide_config(cfg)
     base = load_model(cfg, "cpu")
     gen, run_seed = synth_eval._generator(base.metadata)
@@ -94,7 +100,7 @@ def main() -> int:
                 rows[name].append((spec.lesion, hit, [(f.probability, f.volume_ml) for f in a.findings]))
                 if not spec.lesion:
                     false_ml[name].append(float(found.sum()) * voxel_ml)
-            if window == args.windows[0] and args.grow:
+            if window == args.windows[0]:
                 for low, (dices, vols) in grown.items():
                     f = _grow(pred.lesion_prob, brain, low, dc)
                     if spec.lesion:
@@ -106,9 +112,10 @@ def main() -> int:
                 lesions.append((str(spec.kind), synth_eval.lesion_contrast_sd(img, truth),
                                 float(pred.learned_prob[les].max()), float(brain[les].mean())))
         print(f"\nwindow {window}: brain Dice {np.mean(dice):.3f}, predict {seconds / len(samples):.2f} s/head")
-        if window == args.windows[0] and args.grow:
+        if window == args.windows[0]:
             for low, (dices, vols) in grown.items():
-                print(f"  findings grown to p >= {low:g}: lesion Dice {np.mean(dices):.3f} "
+                what = "no growth" if low == dc.voxel_threshold else f"grown to p >= {low:g}"
+                print(f"  fused findings, {what}: lesion Dice {np.mean(dices):.3f} "
                       f"(n={len(dices)}), lesion-free heads median {np.median(vols):.1f} ml "
                       f"(n={len(vols)})")
         if window == args.windows[0]:

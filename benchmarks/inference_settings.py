@@ -3,7 +3,7 @@
 Runs the shipped weights over the first N heads of the calibration seed space (label maps held
 out of training; the same space `synth_eval calibrate` fits the operating point on, never the
 benchmark's or any real case) and prints, for each window setting (sliding-window tile and
-overlap, or one window over the whole head box):
+overlap, or one window over the whole head box; with or without the left-right mirror average):
 - brain-mask Dice against the generator's truth and predict() seconds per head;
 - for the first window setting, what the fused map misses: hits per lesion kind and per
   contrast-strength bin (synth_eval.lesion_contrast_sd), and of the missed lesions how many the
@@ -16,7 +16,7 @@ overlap, or one window over the whole head box):
   the AUROC of lesion-hit-gated scores (a lesion study whose findings miss the lesion scores 0,
   as in calibration) with the sensitivity at 90 % specificity.
 Settings chosen from this table go into configs/default.yaml (model.roi_size, model.sw_overlap,
-model.use_outlier, decide.score_volume_scale_ml) before calibrating.
+model.tta_flip, model.use_outlier, decide.score_volume_scale_ml) before calibrating.
 
     .venv/bin/python benchmarks/inference_settings.py --n 60
     .venv/bin/python benchmarks/inference_settings.py --n 60 --weights /tmp/candidate  # a checkpoint
@@ -36,7 +36,8 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=60, help="calibration heads (3 of 4 with a lesion)")
     ap.add_argument("--seed", type=int, default=1, help="calibration seed (as synth_eval calibrate)")
     ap.add_argument("--windows", nargs="+", default=["64x80x64@0.5", "box"],
-                    help="TILE@OVERLAP (voxels of the 2 mm grid) or 'box' (one window)")
+                    help="TILE@OVERLAP (voxels of the 2 mm grid) or 'box' (one window); a "
+                         "'+flip' suffix averages over the left-right mirror image (model.tta_flip)")
     ap.add_argument("--scales", type=float, nargs="+", default=[0.05, 0.5, 2.0])
     ap.add_argument("--grow", type=float, nargs="*", default=[],
                     help="hysteresis low thresholds to compare (default: none)")
@@ -68,13 +69,14 @@ def main() -> int:
     print(f"weights {base.name} {base.version}: {len(samples)} calibration heads "
           f"({sum(spec.lesion for spec, _ in samples)} with a lesion >= 10 mm)")
     for window in args.windows:
-        if window == "box":
+        spec_w, flip = window.removesuffix("+flip"), window.endswith("+flip")
+        if spec_w == "box":
             roi, overlap = None, base.config.sw_overlap
         else:
-            tile, ov = window.split("@")
+            tile, ov = spec_w.split("@")
             roi, overlap = tuple(int(v) for v in tile.split("x")), float(ov)
         model = dataclasses.replace(base, config=dataclasses.replace(
-            base.config, roi_size=roi, sw_overlap=overlap))
+            base.config, roi_size=roi, sw_overlap=overlap, tta_flip=flip))
         dice, seconds = [], 0.0
         rows: dict[str, list[tuple[bool, bool, list[tuple[float, float]]]]] = {"fused": [], "learned": []}
         false_ml: dict[str, list[float]] = {"fused": [], "learned": []}

@@ -181,3 +181,37 @@ def test_series_whose_brain_leaves_the_head_box_is_not_used(monkeypatch):
         _analyse(r, None, load_config(), {})
         assert r.used is used, r.why_not_used
         assert used or any("analysed" in w and w.startswith("brain_cut_off") for w in r.why_not_used)
+
+
+def test_mirror_tta_maps_back_onto_the_unmirrored_voxels():
+    """A voxel-wise network commutes with mirroring, so averaging over the mirror image must
+    change nothing; a wrong flip back (axis or none) would move the asymmetric maps."""
+    import dataclasses
+    from pathlib import Path
+
+    import torch
+
+    from screener.infer import LoadedModel, ModelConfig, predict
+    from screener.model.anatomy import N_CLASSES
+    from screener.types import SeriesInfo, SeriesVolume
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv3d(1, N_CLASSES, 1).eval()
+    with torch.no_grad():
+        net.weight.mul_(8.0)
+    shape = (70, 60, 50)
+    head = _ball(shape, (30, 28, 24), 20)
+    ii = np.arange(shape[0])[:, None, None] * np.ones(shape)
+    data = (head * (0.3 + ii / 70.0) + 0.5 * _ball(shape, (20, 30, 20), 5)).astype(np.float32)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    aff[:3, 3] = [-60.0, -50.0, -40.0]
+    volume = SeriesVolume(data=data, affine=aff, info=SeriesInfo("s", "s"))
+    base = LoadedModel(net=net, name="t", version="0", weights_sha256="", device="cpu",
+                       voxel_mm=2.0, metadata={}, weights_dir=Path("."),
+                       config=ModelConfig(roi_size=(32, 32, 32), use_outlier=False))
+    plain = predict(volume, base)
+    mirrored = predict(volume, dataclasses.replace(
+        base, config=dataclasses.replace(base.config, tta_flip=True)))
+    assert plain.lesion_prob.std() > 0.01  # the check has something to move
+    np.testing.assert_allclose(mirrored.lesion_prob, plain.lesion_prob, atol=1e-5)
+    np.testing.assert_allclose(mirrored.brain_prob, plain.brain_prob, atol=1e-5)

@@ -7,7 +7,8 @@ overlap, or one window over the whole head box; with or without the left-right m
 - brain-mask Dice against the generator's truth and predict() seconds per head;
 - for the first window setting, what the fused map misses: hits per lesion kind and per
   contrast-strength bin (synth_eval.lesion_contrast_sd), and of the missed lesions how many the
-  learned channel does not see at all (max < 0.05) or the brain mask does not cover (< 60 %);
+  learned channel does not see at all (max < 0.05) or the brain mask does not cover (< 60 %),
+  and which tissue class the network calls the voxels of missed and of hit lesions;
 - for the first window, the fused findings' mean lesion Dice on the lesion heads and median
   volume on the lesion-free heads; with --grow LOW ..., the same for findings grown by hysteresis
   (seeds at the voxel threshold, grown into connected voxels >= LOW);
@@ -80,7 +81,8 @@ def main() -> int:
         dice, seconds = [], 0.0
         rows: dict[str, list[tuple[bool, bool, list[tuple[float, float]]]]] = {"fused": [], "learned": []}
         false_ml: dict[str, list[float]] = {"fused": [], "learned": []}
-        lesions: list[tuple[str, float | None, float, float]] = []  # kind, contrast, learned, cover
+        # kind, contrast, learned max, brain cover, share of the lesion per predicted tissue class
+        lesions: list[tuple[str, float | None, float, float, np.ndarray]] = []
         grown: dict[float, tuple[list[float], list[float]]] = {
             low: ([], []) for low in [dc.voxel_threshold, *args.grow]}  # lesion Dice, false ml
         for spec, sample in samples:
@@ -112,7 +114,8 @@ def main() -> int:
             if spec.lesion:
                 les = truth == 5
                 lesions.append((str(spec.kind), synth_eval.lesion_contrast_sd(img, truth),
-                                float(pred.learned_prob[les].max()), float(brain[les].mean())))
+                                float(pred.learned_prob[les].max()), float(brain[les].mean()),
+                                np.bincount(pred.tissue[les].ravel(), minlength=6) / les.sum()))
         print(f"\nwindow {window}: brain Dice {np.mean(dice):.3f}, predict {seconds / len(samples):.2f} s/head")
         if window == args.windows[0]:
             for low, (dices, vols) in grown.items():
@@ -148,9 +151,13 @@ def _grow(prob, brain, low: float, dc) -> np.ndarray:
     return np.isin(lab, keep[keep > 0])
 
 
-def _print_misses(lesions: list[tuple[str, float | None, float, float]], hits: list[bool]) -> None:
-    """Where the fused map's misses fall (kind, contrast strength) and what they look like."""
+def _print_misses(lesions: list[tuple[str, float | None, float, float, np.ndarray]],
+                  hits: list[bool]) -> None:
+    """Where the fused map's misses fall (kind, contrast strength) and what they look like,
+    including which tissue the network calls their voxels (argmax class)."""
     from collections import Counter
+
+    from screener.model.anatomy import Tissue
 
     from screener.model.synth_eval import contrast_bin, contrast_bin_label
 
@@ -164,6 +171,11 @@ def _print_misses(lesions: list[tuple[str, float | None, float, float]], hits: l
     print(f"  of {len(missed)} missed lesions: learned channel max < 0.05 in "
           f"{sum(x[2] < 0.05 for x in missed)}, brain mask covering < 60 % in "
           f"{sum(x[3] < 0.6 for x in missed)}")
+    for title, group in (("missed", missed), ("hit", [x for x, h in zip(lesions, hits) if h])):
+        if group:
+            share = np.mean([x[4] for x in group], axis=0)
+            print(f"  {title} lesions' voxels called (mean share, n={len(group)}): "
+                  + ", ".join(f"{t.name.lower()} {share[int(t)]:.2f}" for t in Tissue))
 
 
 def _study_score(findings: list[tuple[float, float]], scale: float) -> float:

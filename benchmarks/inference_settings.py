@@ -54,6 +54,7 @@ def main() -> int:
     from screener.infer import predict
     from screener.metrics import auroc
     from screener.model import synth_eval
+    from screener.model.anatomy import N_CLASSES
     from screener.pipeline import load_model
     from screener.types import SeriesInfo, SeriesVolume
 
@@ -115,7 +116,7 @@ def main() -> int:
                 les = truth == 5
                 lesions.append((str(spec.kind), synth_eval.lesion_contrast_sd(img, truth),
                                 float(pred.learned_prob[les].max()), float(brain[les].mean()),
-                                np.bincount(pred.tissue[les].ravel(), minlength=6) / les.sum()))
+                                np.bincount(pred.tissue[les].ravel(), minlength=N_CLASSES) / les.sum()))
         print(f"\nwindow {window}: brain Dice {np.mean(dice):.3f}, predict {seconds / len(samples):.2f} s/head")
         if window == args.windows[0]:
             for low, (dices, vols) in grown.items():

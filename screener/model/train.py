@@ -180,12 +180,12 @@ def make_loss(cfg: TrainConfig, class_weights: torch.Tensor) -> Any:
     lesion channel's softmax probability against the lesion mask, pooled over the batch."""
     from monai.losses import DiceCELoss, TverskyLoss
 
+    from screener.model.anatomy import Tissue
+
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, weight=class_weights, batch=True)
     if cfg.lesion_tversky_weight <= 0:
         return dice_ce
     tversky = TverskyLoss(alpha=cfg.tversky_alpha, beta=cfg.tversky_beta, batch=True)
-    from screener.model.anatomy import Tissue
-
     lesion = int(Tissue.LESION)
 
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

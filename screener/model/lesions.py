@@ -151,9 +151,15 @@ def _shape_rho(spec: LesionSpec, shape: tuple[int, ...], voxel_mm: float, gen: t
 
 def render_lesions(img: torch.Tensor, tissue: torch.Tensor, plan: list[LesionSpec],
                    rng: np.random.Generator, gen: torch.Generator, *,
-                   tissue_means: tuple[float, float, float], contrast: str
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Paint the planned lesions into `img`; return the image and the lesion mask."""
+                   tissue_means: tuple[float, float, float], contrast: str,
+                   p_tissue_mimic: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paint the planned lesions into `img`; return the image and the lesion mask.
+
+    With probability `p_tissue_mimic` a lesion (not a haemorrhage) takes the signal of another
+    tissue instead of host + random amplitude: grey matter's for a white-matter lesion (CSF's
+    for half of the infarcts), so it can only be told from normal anatomy by where it lies and
+    its shape. No random number is drawn when it is 0, so earlier draws are reproduced exactly.
+    """
     wm_mu, gm_mu, csf_mu = tissue_means
     voxel_mm = 2.0
     out = img.clone()
@@ -168,6 +174,10 @@ def render_lesions(img: torch.Tensor, tissue: torch.Tensor, plan: list[LesionSpe
         host_mu = wm_mu if spec.kind in ("oedema", "demyelination") else (wm_mu + gm_mu) / 2
         amp = float(rng.uniform(0.07, 0.4))
         sgn = _fluid_sign(rng, host_mu, csf_mu, contrast)
+        if p_tissue_mimic > 0 and spec.kind != "haemorrhage" and rng.random() < p_tissue_mimic:
+            mimic = csf_mu if spec.kind == "infarct" and rng.random() < 0.5 else gm_mu
+            step = mimic + float(rng.normal(0.0, 0.03)) - host_mu
+            sgn, amp = (1.0 if step >= 0 else -1.0), max(abs(step), 0.05)
         region = paren[box]
         soft = lambda edge, w: torch.sigmoid((edge - rho) / w)  # noqa: E731
         if spec.kind == "oedema":

@@ -43,6 +43,9 @@ class SynthConfig:
     grid_shape: tuple[int, int, int] = (96, 112, 96)
     voxel_mm: float = 2.0
     p_lesion: float = 0.6
+    # Share of lesions given another tissue's signal (lesions.render_lesions); training only:
+    # the held-out benchmark and calibration draw with 0 (synth_eval._generator).
+    p_tissue_mimic: float = 0.0
     p_random_contrast: float = 0.4
     p_skull_stripped: float = 0.2
     p_thick_slices: float = 0.6
@@ -213,7 +216,8 @@ class SynthGenerator:
         if plan:
             img, lesion_mask = lesion_lib.render_lesions(img, tissue, plan, rng, gen,
                                                          tissue_means=(wm, gm, csf),
-                                                         contrast=contrast)
+                                                         contrast=contrast,
+                                                         p_tissue_mimic=c.p_tissue_mimic)
         skull_stripped = bool(rng.random() < c.p_skull_stripped)
         brain = (tissue == Tissue.WM) | (tissue == Tissue.GM) | (tissue == Tissue.VENTRICLE) | lesion_mask
         if skull_stripped:

@@ -12,6 +12,7 @@ resolution limits.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import logging
@@ -44,7 +45,9 @@ class CaseResult:
 
 
 def _generator(model_meta: dict[str, Any]):
-    """A generator over the held-out label maps, configured as in training."""
+    """A generator over the held-out label maps, configured as in training, except that
+    lesions keep the appearance model every version was measured with (no tissue mimicry),
+    so benchmark and calibration figures compare across versions."""
     from screener.config import from_mapping
     from screener.model.anatomy import load_all
     from screener.model.synth import SynthConfig, SynthGenerator
@@ -52,7 +55,7 @@ def _generator(model_meta: dict[str, Any]):
     from screener.config import repo_path
 
     tcfg = model_meta["training"]["config"]
-    scfg = from_mapping(SynthConfig, tcfg["synth"])
+    scfg = dataclasses.replace(from_mapping(SynthConfig, tcfg["synth"]), p_tissue_mimic=0.0)
     maps = load_all(repo_path(scfg.label_maps_dir), scfg.max_label_maps)
     held = maps[int(tcfg["train_maps"]):]
     if not held:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from screener.atomic import atomic_write
 from screener.errors import ResourceLimitError, SeriesReadError, UnreadableFileError
@@ -177,8 +178,11 @@ def load_nifti(info: SeriesInfo, cfg: IOConfig) -> SeriesVolume:
     return SeriesVolume(data=data, affine=np.asarray(img.affine, dtype=np.float64), info=info)
 
 
-def write_nifti(volume: SeriesVolume, path: str | Path) -> Path:
+def write_nifti(volume: SeriesVolume, path: str | Path, dtype: npt.DTypeLike = np.float32) -> Path:
     """Write `volume` as NIfTI (sform = affine; qform too when it has no shear), atomically.
+
+    `dtype` is the stored voxel type (float32 by default; uint8 for masks, which compress
+    faster and smaller).
 
     The file is written under a temporary name in the same folder and renamed, so a reader never
     sees a half-written file. Compression follows the suffix (.nii or .nii.gz).
@@ -187,7 +191,7 @@ def write_nifti(volume: SeriesVolume, path: str | Path) -> Path:
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    img = nib.Nifti1Image(np.asarray(volume.data, dtype=np.float32), volume.affine)
+    img = nib.Nifti1Image(np.asarray(volume.data, dtype=dtype), volume.affine)
     img.set_sform(volume.affine, code=1)
     rzs = volume.affine[:3, :3]
     zooms = np.linalg.norm(rzs, axis=0)

@@ -7,7 +7,9 @@ diagnosis. Built with highdicom, which validates them at construction.
 SR content (TID 1500 Imaging Measurement Report):
 - one image-level measurement group (TID 1501) "study screening": qualitative evaluation
   "Screening result" = Negative / Positive (flagged) / Indeterminate, the abnormality score
-  and the calibrated confidence as measurements, the analysed series as source images;
+  and the calibrated confidence as measurements (the analysed instances are the SR's evidence,
+  CurrentRequestedProcedureEvidenceSequence, not repeated in the group: listing ~190 source
+  images twice doubled the SR's build and write time);
 - one group per finding: volume (ml), maximum diameter (mm), probability, signal
   (hyperintense / hypointense / mixed), tracked as "finding N";
 - a "Qualitative Evaluations" container (TID 1500 row 12) with TEXT items: resolution limits
@@ -96,8 +98,7 @@ def write_sr(report: Mapping[str, Any], source_datasets: Sequence[pydicom.Datase
     import highdicom as hd
     from highdicom.sr import (ContainerContentItem, MeasurementReport,
                               MeasurementsAndQualitativeEvaluations, ObservationContext,
-                              QualitativeEvaluation, SourceImageForMeasurementGroup,
-                              TextContentItem, TrackingIdentifier)
+                              QualitativeEvaluation, TextContentItem, TrackingIdentifier)
     from highdicom.sr.enum import RelationshipTypeValues
     from pydicom.sr.codedict import codes
 
@@ -106,7 +107,6 @@ def write_sr(report: Mapping[str, Any], source_datasets: Sequence[pydicom.Datase
         raise ValueError("write_sr needs the source instances it reports on")
     k = _codes()
     uid = hd.UID
-    sources = [SourceImageForMeasurementGroup.from_source_image(ds) for ds in source_datasets]
     study_measurements = [
         hd.sr.Measurement(name=k["score"], value=float(report["abnormality_score"]),
                           unit=k["unit_one"], algorithm_id=_algorithm())]
@@ -117,8 +117,7 @@ def write_sr(report: Mapping[str, Any], source_datasets: Sequence[pydicom.Datase
     groups = [MeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(uid=uid(), identifier="study screening"),
         algorithm_id=_algorithm(), measurements=study_measurements,
-        qualitative_evaluations=[QualitativeEvaluation(k["result"], k[report["decision"]])],
-        source_images=sources)]
+        qualitative_evaluations=[QualitativeEvaluation(k["result"], k[report["decision"]])])]
     for n, f in enumerate(report["findings"], start=1):
         groups.append(MeasurementsAndQualitativeEvaluations(
             tracking_identifier=TrackingIdentifier(uid=uid(), identifier=f"finding {n}"),

@@ -54,7 +54,7 @@ def main() -> int:
     from screener.infer import predict
     from screener.metrics import auroc
     from screener.model import synth_eval
-    from screener.model.anatomy import N_CLASSES
+    from screener.model.anatomy import N_CLASSES, Tissue
     from screener.pipeline import load_model
     from screener.types import SeriesInfo, SeriesVolume
 
@@ -89,19 +89,20 @@ def main() -> int:
         for spec, sample in samples:
             img = sample.image[0].numpy()
             truth = sample.target.numpy()
+            les = truth == int(Tissue.LESION)
             t0 = time.perf_counter()
             pred = predict(SeriesVolume(data=img, affine=sample.affine,
                                         info=SeriesInfo("synthetic", "synthetic")), model,
                            diagnostics=True)
             seconds += time.perf_counter() - t0
-            brain_true = (truth > 0) & (truth != 4)
+            brain_true = (truth != int(Tissue.NONBRAIN)) & (truth != int(Tissue.CSF))
             brain = pred.brain_prob >= dc.brain_threshold
             dice.append(2 * (brain_true & brain).sum() / (brain_true.sum() + brain.sum()))
             voxel_ml = abs(float(np.linalg.det(sample.affine[:3, :3]))) / 1000.0
             for name, prob in (("fused", pred.lesion_prob), ("learned", pred.learned_prob)):
                 a = analyse_series(prob, brain, img, sample.affine, "s", dc)
                 found = a.labels > 0
-                hit = bool((found & (truth == 5)).any())
+                hit = bool((found & les).any())
                 rows[name].append((spec.lesion, hit, [(f.probability, f.volume_ml) for f in a.findings]))
                 if not spec.lesion:
                     false_ml[name].append(float(found.sum()) * voxel_ml)
@@ -109,11 +110,10 @@ def main() -> int:
                 for low, (dices, vols) in grown.items():
                     f = _grow(pred.lesion_prob, brain, low, dc)
                     if spec.lesion:
-                        dices.append(2 * (f & (truth == 5)).sum() / (f.sum() + (truth == 5).sum()))
+                        dices.append(2 * (f & les).sum() / (f.sum() + les.sum()))
                     else:
                         vols.append(float(f.sum()) * voxel_ml)
             if spec.lesion:
-                les = truth == 5
                 lesions.append((str(spec.kind), synth_eval.lesion_contrast_sd(img, truth),
                                 float(pred.learned_prob[les].max()), float(brain[les].mean()),
                                 np.bincount(pred.tissue[les].ravel(), minlength=N_CLASSES) / les.sum()))

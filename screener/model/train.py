@@ -13,7 +13,7 @@ import json
 import logging
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,9 @@ def _validation_set(cfg: TrainConfig):
 
     maps = load_all(cfg.synth.label_maps_dir, cfg.synth.max_label_maps)
     held = maps[cfg.train_maps:] or maps[-1:]
-    gen = SynthGenerator(cfg.synth, held)
+    # Without tissue mimicry (a training-only emphasis), as the benchmark: the same validation
+    # heads before and after it was switched on.
+    gen = SynthGenerator(replace(cfg.synth, p_tissue_mimic=0.0), held)
     return [gen.sample(sample_seed(cfg.seed, "val", i)) for i in range(cfg.val_samples)]
 
 

@@ -92,7 +92,7 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
         # The model's brain mask on the same grid: what findings were judged inside, and what
         # `evaluate`'s FLAIR-threshold baseline masks with (its definition asks for a brain mask).
         brain = primary.prediction.brain_prob >= dc.brain_threshold
-        bmask = SeriesVolume(data=brain.astype(np.uint8), affine=vol.affine, info=vol.info)
+        bmask = SeriesVolume(data=brain, affine=vol.affine, info=vol.info)
         write_nifti(bmask, folder / "brain_mask.nii.gz", dtype=np.uint8)
         outputs["brain_mask"] = "brain_mask.nii.gz"
         try:

@@ -16,7 +16,7 @@ Public API (used by training and by `screener evaluate --synthetic`):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ class SynthConfig:
     voxel_mm: float = 2.0
     p_lesion: float = 0.6
     # Share of lesions given another tissue's signal (lesions.render_lesions); training only:
-    # the held-out benchmark and calibration draw with 0 (synth_eval._generator).
+    # validation, calibration and the benchmark draw with 0 (held_out_config).
     p_tissue_mimic: float = 0.0
     p_random_contrast: float = 0.4
     p_skull_stripped: float = 0.2
@@ -56,6 +56,13 @@ class SynthConfig:
     max_bias: float = 0.5
     noise_range: tuple[float, float] = (0.005, 0.04)
     thickness_range: tuple[float, float] = (1.0, 7.0)
+
+
+def held_out_config(cfg: SynthConfig) -> SynthConfig:
+    """The training generator's config without its training-only emphasis (tissue mimicry):
+    what validation, calibration and the benchmark draw with, so their heads stay the same
+    across versions."""
+    return replace(cfg, p_tissue_mimic=0.0)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ resolution limits.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import logging
@@ -50,12 +49,12 @@ def _generator(model_meta: dict[str, Any]):
     so benchmark and calibration figures compare across versions."""
     from screener.config import from_mapping
     from screener.model.anatomy import load_all
-    from screener.model.synth import SynthConfig, SynthGenerator
+    from screener.model.synth import SynthConfig, SynthGenerator, held_out_config
 
     from screener.config import repo_path
 
     tcfg = model_meta["training"]["config"]
-    scfg = dataclasses.replace(from_mapping(SynthConfig, tcfg["synth"]), p_tissue_mimic=0.0)
+    scfg = held_out_config(from_mapping(SynthConfig, tcfg["synth"]))
     maps = load_all(repo_path(scfg.label_maps_dir), scfg.max_label_maps)
     held = maps[int(tcfg["train_maps"]):]
     if not held:

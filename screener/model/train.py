@@ -13,7 +13,7 @@ import json
 import logging
 import signal
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,13 +140,11 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
 def _validation_set(cfg: TrainConfig):
     from screener.model.anatomy import load_all
-    from screener.model.synth import SynthGenerator
+    from screener.model.synth import SynthGenerator, held_out_config
 
     maps = load_all(cfg.synth.label_maps_dir, cfg.synth.max_label_maps)
     held = maps[cfg.train_maps:] or maps[-1:]
-    # Without tissue mimicry (a training-only emphasis), as the benchmark: the same validation
-    # heads before and after it was switched on.
-    gen = SynthGenerator(replace(cfg.synth, p_tissue_mimic=0.0), held)
+    gen = SynthGenerator(held_out_config(cfg.synth), held)  # the same heads before and after mimicry
     return [gen.sample(sample_seed(cfg.seed, "val", i)) for i in range(cfg.val_samples)]
 
 

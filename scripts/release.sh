@@ -4,13 +4,21 @@
 # About 10 minutes on 2 CPU cores (8.5 for 0.3.0; 14 for 0.4.0 on a slower day). Inference settings are chosen before this, by reading
 #   .venv/bin/python benchmarks/inference_settings.py --n 60
 #
-#   bash scripts/release.sh 0.3.0 "what changed in this version"
+#   bash scripts/release.sh 0.3.0 "what changed in this version" [CANDIDATE_DIR]
+#
+# With CANDIDATE_DIR (written earlier by `screener train --export DIR`), exactly that candidate is
+# released, not the checkpoint as it is now: the weights shipped are the ones inference_settings
+# judged, even when training has gone on since.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -eq 2 ] || { echo "usage: $0 VERSION CHANGELOG" >&2; exit 2; }
+[ $# -eq 2 ] || [ $# -eq 3 ] || { echo "usage: $0 VERSION CHANGELOG [CANDIDATE_DIR]" >&2; exit 2; }
 W=weights/screener-synth-v1
 PY=.venv/bin/python
-.venv/bin/screener train --config configs/train.yaml --export "$W"
+if [ $# -eq 3 ]; then
+  $PY -m screener.model.release adopt "$3" "$W"
+else
+  .venv/bin/screener train --config configs/train.yaml --export "$W"
+fi
 $PY -m screener.model.release version "$W" "$1" "$2"
 $PY -m screener.model.synth_eval calibrate --n 120 --seed 1
 .venv/bin/screener evaluate --synthetic 200 --seed 2 -o eval/synthetic

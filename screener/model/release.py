@@ -1,12 +1,15 @@
 """Version and evaluation block of a weights bundle's metadata.json (used by scripts/release.sh).
 
-`version` sets the version and its changelog line, right after export and before calibration
+`adopt` takes a candidate exported earlier (`screener train --export DIR`) as the bundle's model,
+so the weights released are exactly the ones that were judged, even if training went on since;
+the bundle keeps its version history. `version` sets the version and its changelog line, right after export and before calibration
 and the benchmark, so the files they write name the version they measured. `evaluation`
 copies what was measured into metadata.json afterwards: the calibration (weights/<name>/
 calibration.json), the held-out synthetic benchmark (weights/<name>/benchmark.json) and, when
 given, the realdata-dev metrics (metrics.json of `screener evaluate`). Nothing is typed in by
 hand: every figure comes from a file a command wrote.
 
+    python -m screener.model.release adopt /tmp/cand weights/screener-synth-v1
     python -m screener.model.release version weights/screener-synth-v1 0.3.0 "what changed"
     python -m screener.model.release evaluation weights/screener-synth-v1 --dev eval/dev/metrics.json
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,24 @@ DEV_COMMAND = "screener evaluate ../shared/realdata-dev/cases.csv -o eval/dev"
 
 def _meta_path(weights: Path) -> Path:
     return weights / "configs" / "metadata.json"
+
+
+def adopt(candidate: Path, weights: Path) -> dict[str, Any]:
+    """Make `candidate`'s model and training metadata the bundle's; version, changelog and the
+    last evaluation stay the bundle's until `version` and `evaluation` replace them."""
+    from screener.model.bundle import WeightsError, sha256_file
+
+    cand_meta = json.loads(_meta_path(candidate).read_text())
+    if cand_meta.get("sha256", {}).get("models/model.pt") != sha256_file(candidate / "models" / "model.pt"):
+        raise WeightsError(f"{candidate}: models/model.pt does not match its recorded sha256")
+    old = json.loads(_meta_path(weights).read_text()) if _meta_path(weights).exists() else {}
+    meta = {**cand_meta, **{k: old[k] for k in ("version", "changelog", "evaluation") if k in old}}
+    (weights / "models").mkdir(parents=True, exist_ok=True)
+    tmp = weights / "models" / ".model.pt.adopting"
+    shutil.copyfile(candidate / "models" / "model.pt", tmp)
+    tmp.replace(weights / "models" / "model.pt")
+    write_json_atomic(_meta_path(weights), meta)
+    return meta
 
 
 def set_version(weights: Path, version: str, changelog: str) -> dict[str, Any]:
@@ -95,6 +117,9 @@ def set_evaluation(weights: Path, dev_metrics: Path | None = None) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Set a weights bundle's version or evaluation block.")
     sub = ap.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("adopt", help="take an exported candidate's model (version history kept)")
+    c.add_argument("candidate", type=Path)
+    c.add_argument("weights", type=Path)
     v = sub.add_parser("version", help="set version and changelog line")
     v.add_argument("weights", type=Path)
     v.add_argument("version")
@@ -103,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("weights", type=Path)
     e.add_argument("--dev", type=Path, help="metrics.json of screener evaluate on realdata-dev")
     a = ap.parse_args(argv)
-    if a.command == "version":
+    if a.command == "adopt":
+        meta = adopt(a.candidate, a.weights)
+        print(f"{meta['name']} {meta.get('version')}: model of iteration {meta['training']['iterations']}")
+    elif a.command == "version":
         meta = set_version(a.weights, a.version, a.changelog)
         print(f"{meta['name']} {meta['version']}")
     else:

@@ -55,3 +55,36 @@ def test_benchmark_of_other_weights_is_refused(bundle):
     (bundle / "benchmark.json").write_text(json.dumps(bench))
     with pytest.raises(ValueError, match="other weights"):
         set_evaluation(bundle)
+
+
+def test_adopt_takes_the_candidate_and_keeps_the_history(bundle, tmp_path):
+    from screener.model.bundle import sha256_file
+
+    shutil.copytree(SHIPPED / "models", bundle / "models")
+    old = json.loads((bundle / "configs" / "metadata.json").read_text())
+    cand = tmp_path / "cand"
+    (cand / "models").mkdir(parents=True)
+    (cand / "configs").mkdir()
+    (cand / "models" / "model.pt").write_bytes(b"candidate weights")
+    cmeta = {**old, "version": "0.1.0", "changelog": {"0.1.0": "first"}, "evaluation": {},
+             "training": {**old["training"], "iterations": 123},
+             "sha256": {"models/model.pt": sha256_file(cand / "models" / "model.pt")}}
+    (cand / "configs" / "metadata.json").write_text(json.dumps(cmeta))
+    assert main(["adopt", str(cand), str(bundle)]) == 0
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    assert (bundle / "models" / "model.pt").read_bytes() == b"candidate weights"
+    assert meta["training"]["iterations"] == 123 and meta["sha256"] == cmeta["sha256"]
+    assert meta["version"] == old["version"] and meta["changelog"] == old["changelog"]
+    assert meta["evaluation"] == old["evaluation"]
+
+
+def test_adopt_refuses_a_candidate_whose_model_fails_its_checksum(bundle, tmp_path):
+    from screener.model.bundle import WeightsError
+
+    cand = tmp_path / "cand"
+    shutil.copytree(SHIPPED / "configs", cand / "configs")
+    (cand / "models").mkdir()
+    (cand / "models" / "model.pt").write_bytes(b"not the recorded weights")
+    with pytest.raises(WeightsError):
+        main(["adopt", str(cand), str(bundle)])
+    assert not (bundle / "models").exists()

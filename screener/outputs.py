@@ -39,27 +39,60 @@ def _calibration_and_benchmark(model: Any, config: dict[str, Any]) -> tuple[Any,
     return cal, bench
 
 
-def _source_datasets(volume: SeriesVolume) -> tuple[list[Any], list[tuple[int, int]] | None] | None:
+def _source_datasets(info: Any, n_slices: int
+                     ) -> tuple[list[Any], list[tuple[int, int]] | None] | None:
     """Headers of the source instances (slice order) and, for multi-frame sources, which
     (file, frame) each slice came from; None for non-DICOM input."""
     import pydicom
 
-    info = volume.info
     if info.source != "dicom" or not info.source_files:
         return None
     datasets = [pydicom.dcmread(str(p), stop_before_pixels=True) for p in info.source_files]
     frames = [tuple(f) for f in info.frames] if getattr(info, "frames", None) else None
-    if frames is not None and len(frames) != volume.data.shape[2]:
+    if frames is not None and len(frames) != n_slices:
         return None  # 4D or split series: slice -> frame mapping is not one to one
-    if frames is None and len(datasets) != volume.data.shape[2]:
+    if frames is None and len(datasets) != n_slices:
         return None
     return datasets, frames  # type: ignore[return-value]
 
 
+def write_dicom_outputs(mask: np.ndarray, info: Any, report: dict[str, Any],
+                        config: dict[str, Any], folder: Path) -> tuple[bool, bool]:
+    """DICOM SEG of the findings (`mask`, on the primary series' grid) and SR of the report,
+    into `folder`; returns (SEG written, SR written). Nothing is written for non-DICOM input.
+    Runs in the `screen` command's helper process when there is one."""
+    src = _source_datasets(info, mask.shape[2])
+    if src is None:
+        return False, False
+    from screener.report.dicom import write_sr, write_seg
+
+    sources, frames = src
+    seg = sr = False
+    try:
+        seg = write_seg(mask, sources, folder / "seg.dcm", report, config, frames=frames) is not None
+        write_sr(report, sources, folder / "sr.dcm", config)
+        sr = True
+    except Exception:  # the decision stands; the missing outputs are null in the report
+        log.exception("DICOM SR/SEG not written")
+    return seg, sr
+
+
+def _discard(job: Any, folder: Path) -> None:
+    """Stop or wait for the SR/SEG job, then remove what it wrote."""
+    job.settle()
+    for name in ("seg.dcm", "sr.dcm"):
+        (folder / name).unlink(missing_ok=True)
+
+
 def write_study_outputs(study: Study, results: list[Any], study_reasons: list[str], folder: Path,
                         *, config: dict[str, Any], model: Any, timing: dict[str, float],
-                        t0: float) -> dict[str, Any]:
-    """Decide the study and write every output; returns the report dict."""
+                        t0: float, sidecar: Any = None) -> dict[str, Any]:
+    """Decide the study and write every output; returns the report dict.
+
+    With a `sidecar` (screener.sidecar.Sidecar), DICOM SR/SEG are built in its helper process
+    while this one writes the maps and the overlay."""
+    from screener.sidecar import Sidecar
+
     from screener.decide import decide_config, decide_study
     from screener.io import write_nifti
     from screener.report.json import build_report, series_entry, write_report
@@ -83,31 +116,6 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
     primary = used[0] if used else None  # results were analysed in primary order
     outputs: dict[str, str | None] = {"anomaly_map": None, "sr": None, "seg": None,
                                       "overlay": None, "html": None, "brain_mask": None}
-    if primary is not None:
-        vol = primary.volume
-        amap = SeriesVolume(data=primary.prediction.lesion_prob.astype(np.float32),
-                            affine=vol.affine, info=vol.info)
-        write_nifti(amap, folder / "anomaly_map.nii.gz")
-        outputs["anomaly_map"] = "anomaly_map.nii.gz"
-        # The model's brain mask on the same grid: what findings were judged inside, and what
-        # `evaluate`'s FLAIR-threshold baseline masks with (its definition asks for a brain mask).
-        brain = primary.prediction.brain_prob >= dc.brain_threshold
-        bmask = SeriesVolume(data=brain, affine=vol.affine, info=vol.info)
-        write_nifti(bmask, folder / "brain_mask.nii.gz", dtype=np.uint8)
-        outputs["brain_mask"] = "brain_mask.nii.gz"
-        try:
-            from screener.report.overlay import write_overlay
-
-            score = decision.abnormality_score
-            write_overlay(vol.data, vol.affine, primary.prediction.lesion_prob,
-                          primary.analysis.labels, folder / "overlay.png", config,
-                          findings=[f.to_dict() for f in decision.findings
-                                    if f.series == vol.info.series_instance_uid],
-                          brain_mask=brain,
-                          title=f"{decision.decision.value} (score {score:.2f})")
-            outputs["overlay"] = "overlay.png"
-        except Exception:  # a picture must never cost the decision; logged for the operator
-            log.exception("overlay not written")
     series = [series_entry(r.info, r.used, r.why_not_used) for r in results]
     study_block = {"study_instance_uid": study.study_instance_uid,
                    "accession_number": study.accession_number or None,
@@ -124,30 +132,56 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
                             extra={"primary_series": primary.info.series_instance_uid
                                    if primary is not None else None})
 
-    report = build(outputs)
-    if primary is not None:
-        src = _source_datasets(primary.volume)
-        if src is not None:
-            from screener.report.dicom import write_sr, write_seg
-
-            sources, frames = src
-            try:
-                if write_seg(primary.analysis.labels > 0, sources, folder / "seg.dcm", report,
-                             config, frames=frames) is not None:
-                    outputs["seg"] = "seg.dcm"
-                write_sr(report, sources, folder / "sr.dcm", config)
-                outputs["sr"] = "sr.dcm"
-            except Exception:  # the decision stands; the missing outputs are null in the report
-                log.exception("DICOM SR/SEG not written")
+    dicom_job = None
+    if primary is not None and primary.info.source == "dicom":
+        # SR and SEG carry the decision, findings and limits, not the output list or timing.
+        dicom_job = (sidecar or Sidecar(enabled=False)).submit(
+            write_dicom_outputs, primary.analysis.labels > 0, primary.info, build(outputs),
+            config, folder)
     try:
-        from screener.report.html import write_html
+        if primary is not None:
+            vol = primary.volume
+            amap = SeriesVolume(data=primary.prediction.lesion_prob.astype(np.float32),
+                                affine=vol.affine, info=vol.info)
+            write_nifti(amap, folder / "anomaly_map.nii.gz")
+            outputs["anomaly_map"] = "anomaly_map.nii.gz"
+            # The model's brain mask on the same grid: what findings were judged inside, and
+            # what `evaluate`'s FLAIR-threshold baseline masks with (its definition asks for
+            # a brain mask).
+            brain = primary.prediction.brain_prob >= dc.brain_threshold
+            bmask = SeriesVolume(data=brain, affine=vol.affine, info=vol.info)
+            write_nifti(bmask, folder / "brain_mask.nii.gz", dtype=np.uint8)
+            outputs["brain_mask"] = "brain_mask.nii.gz"
+            try:
+                from screener.report.overlay import write_overlay
 
-        outputs["html"] = "report.html"
+                score = decision.abnormality_score
+                write_overlay(vol.data, vol.affine, primary.prediction.lesion_prob,
+                              primary.analysis.labels, folder / "overlay.png", config,
+                              findings=[f.to_dict() for f in decision.findings
+                                        if f.series == vol.info.series_instance_uid],
+                              brain_mask=brain,
+                              title=f"{decision.decision.value} (score {score:.2f})")
+                outputs["overlay"] = "overlay.png"
+            except Exception:  # a picture must never cost the decision; logged for the operator
+                log.exception("overlay not written")
+        if dicom_job is not None:
+            seg, sr = dicom_job.result()
+            outputs["seg"] = "seg.dcm" if seg else None
+            outputs["sr"] = "sr.dcm" if sr else None
+        try:
+            from screener.report.html import write_html
+
+            outputs["html"] = "report.html"
+            report = build(outputs)
+            write_html(report, folder, folder / "report.html")
+        except Exception:
+            log.exception("report.html not written")
+            outputs["html"] = None
         report = build(outputs)
-        write_html(report, folder, folder / "report.html")
-    except Exception:
-        log.exception("report.html not written")
-        outputs["html"] = None
-    report = build(outputs)
-    write_report(report, folder / "report.json")
+        write_report(report, folder / "report.json")
+    except BaseException:
+        if dicom_job is not None:  # no SR/SEG may stand beside a report that was not written
+            _discard(dicom_job, folder)
+        raise
     return report

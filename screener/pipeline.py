@@ -104,7 +104,7 @@ def _analyse(r: SeriesResult, model: Any, config: dict[str, Any], timing: dict[s
 
 
 def screen_study(study: Study, outdir: Path, *, config: dict[str, Any] | None = None,
-                 model: Any = None, device: str = "auto") -> dict[str, Any]:
+                 model: Any = None, device: str = "auto", sidecar: Any = None) -> dict[str, Any]:
     """Screen one study and write its outputs into outdir/<study_dir_name>/.
 
     Args:
@@ -113,6 +113,8 @@ def screen_study(study: Study, outdir: Path, *, config: dict[str, Any] | None = 
         config: the merged config (default: configs/default.yaml).
         model: a model from load_model (loaded here when None).
         device: used only when the model is loaded here.
+        sidecar: a screener.sidecar.Sidecar whose helper process builds DICOM SR/SEG while
+            this one writes the maps (None: all in this process).
     Returns:
         The report dict, as written to report.json.
     """
@@ -146,7 +148,7 @@ def screen_study(study: Study, outdir: Path, *, config: dict[str, Any] | None = 
     folder = outdir / study_dir_name(study)
     try:
         return write_study_outputs(study, results, study_reasons, folder, config=cfg, model=model,
-                                   timing=timing, t0=t0)
+                                   timing=timing, t0=t0, sidecar=sidecar)
     except Exception as exc:
         # Fail closed here too: a result that could not be written (disk full, a writer's bug)
         # becomes an indeterminate report without maps or pictures when the disk still takes
@@ -183,23 +185,39 @@ def screen_inputs(inputs: list[str], outdir: Path, *, config: dict[str, Any] | N
 
 
 def run_screen_cli(args: argparse.Namespace) -> int:
+    from screener.sidecar import Sidecar
+
+    # The helper is forked now, before torch exists in this process: it reads the study's
+    # headers and warms highdicom while this process imports torch and MONAI and loads the model.
+    with Sidecar() as sidecar:
+        return _screen_cli(args, sidecar)
+
+
+def _screen_cli(args: argparse.Namespace, sidecar: Any) -> int:
     from screener.hardening.logs import file_problem
-    from screener.io import find_studies
+    from screener.io import archive
+    from screener.sidecar import find_studies_job, warm_dicom_writers
 
     cfg = load_config(args.config)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    found = find_studies(args.inputs, cfg)
+    finding = sidecar.submit(find_studies_job, list(args.inputs), cfg)
+    if sidecar.forked:
+        sidecar.submit(warm_dicom_writers)
+    try:
+        model = load_model(cfg, args.device)
+    finally:  # the model failing to load must not leave archive folders behind
+        found, extracted = finding.result()
+        archive.remove_at_exit(extracted)
     for err in found.errors:
         print(f"not read: {file_problem(err.path, err.reason)}", file=sys.stderr)
     if not found.studies:
         print("no study found in the inputs", file=sys.stderr)
         return 1
-    model = load_model(cfg, args.device)
     failed = 0
     for study in found.studies:
         try:
-            rep = screen_study(study, out, config=cfg, model=model)
+            rep = screen_study(study, out, config=cfg, model=model, sidecar=sidecar)
         except Exception as exc:  # one study's failure never stops the others (no report: failed)
             failed += 1
             log.exception("study %s: not screened (%s)", uid_hash(study.study_instance_uid),

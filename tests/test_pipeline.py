@@ -181,3 +181,60 @@ def test_sr_and_seg_reference_the_source(tmp_path, config, model):
     seg_refs = {r.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence
                 for r in s.ReferencedInstanceSequence}
     assert seg_refs <= uids and seg_refs
+
+
+def test_cli_helper_process_writes_what_the_main_process_writes(tmp_path, config, model):
+    """`screener screen` builds SR/SEG in its helper process; the outputs equal those written
+    in one process (screen_study without a helper)."""
+    import os
+    import subprocess
+    import sys
+
+    import highdicom as hd
+
+    write_example_study(tmp_path / "d", lesion=True, inplane_mm=1.5, slice_thickness_mm=3.0,
+                        lesion_spec=ExampleLesion(diameter_mm=30.0))
+    here = _screen(tmp_path / "d", tmp_path / "here", config, model)
+    run = subprocess.run([sys.executable, "-m", "screener", "screen", "-vv", str(tmp_path / "d"),
+                          "-o", str(tmp_path / "cli"), "--device", "cpu"],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "helper process for headers and DICOM outputs" in run.stderr
+    folder = next((tmp_path / "cli").iterdir())
+    cli = json.loads((folder / "report.json").read_text())
+    assert cli["decision"] == here["decision"] == "flagged"
+    assert cli["abnormality_score"] == here["abnormality_score"]
+    assert cli["findings"] == here["findings"]
+    assert cli["outputs"] == here["outputs"] and cli["outputs"]["sr"] and cli["outputs"]["seg"]
+    here_dir = next((tmp_path / "here").iterdir())
+    seg_cli = hd.seg.segread(str(folder / "seg.dcm"))
+    seg_here = hd.seg.segread(str(here_dir / "seg.dcm"))
+    assert np.array_equal(seg_cli.pixel_array, seg_here.pixel_array)
+
+    def texts(items) -> list[tuple[str, str]]:  # (concept name, text) of every TEXT item
+        return [v for i in items
+                for v in ([(i.ConceptNameCodeSequence[0].CodeMeaning, i.TextValue)]
+                          if "TextValue" in i else []) + texts(i.get("ContentSequence", []))]
+
+    text = texts(hd.sr.srread(str(folder / "sr.dcm")).ContentSequence)
+    assert {"Resolution limits", "Disclaimer"} <= {name for name, _ in text}
+    assert text == texts(hd.sr.srread(str(here_dir / "sr.dcm")).ContentSequence)
+
+
+def test_outputs_failing_leave_no_sr_or_seg_beside_the_report(tmp_path, config, model, monkeypatch):
+    import screener.io
+
+    write_example_study(tmp_path / "d", lesion=True, inplane_mm=1.5, slice_thickness_mm=3.0,
+                        lesion_spec=ExampleLesion(diameter_mm=30.0))
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(screener.io, "write_nifti", disk_full)
+    rep = _screen(tmp_path / "d", tmp_path / "out", config, model)
+    folder = next((tmp_path / "out").iterdir())
+    assert rep["decision"] == "indeterminate"
+    assert any(r.startswith("outputs_not_written") for r in rep["reasons"])
+    assert rep["outputs"]["sr"] is None and rep["outputs"]["seg"] is None
+    assert not (folder / "sr.dcm").exists() and not (folder / "seg.dcm").exists()

@@ -30,6 +30,18 @@ def _cleanup() -> None:
 atexit.register(_cleanup)
 
 
+def extracted_dirs() -> list[str]:
+    """The folders this process extracted archives into (removed when it exits)."""
+    return [str(d) for d in _TEMP_DIRS]
+
+
+def remove_at_exit(dirs: list[str]) -> None:
+    """Remove these folders (extracted by a helper process) when this process exits."""
+    for d in map(Path, dirs):
+        if d not in _TEMP_DIRS:
+            _TEMP_DIRS.append(d)
+
+
 def is_zip(path: Path) -> bool:
     """True for a file that starts like a zip archive (by content, not by name)."""
     try:

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from screener.atomic import write_json_atomic
+from screener.atomic import atomic_write, write_json_atomic
 
 CALIBRATE_COMMAND = "python -m screener.model.synth_eval calibrate --n 120 --seed 1"
 BENCHMARK_COMMAND = "screener evaluate --synthetic 200 --seed 2 -o eval/synthetic"
@@ -44,9 +44,8 @@ def adopt(candidate: Path, weights: Path) -> dict[str, Any]:
     old = json.loads(_meta_path(weights).read_text()) if _meta_path(weights).exists() else {}
     meta = {**cand_meta, **{k: old[k] for k in ("version", "changelog", "evaluation") if k in old}}
     (weights / "models").mkdir(parents=True, exist_ok=True)
-    tmp = weights / "models" / ".model.pt.adopting"
-    shutil.copyfile(candidate / "models" / "model.pt", tmp)
-    tmp.replace(weights / "models" / "model.pt")
+    atomic_write(weights / "models" / "model.pt",
+                 lambda tmp: shutil.copyfile(candidate / "models" / "model.pt", tmp))
     write_json_atomic(_meta_path(weights), meta)
     return meta
 

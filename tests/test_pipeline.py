@@ -238,3 +238,30 @@ def test_outputs_failing_leave_no_sr_or_seg_beside_the_report(tmp_path, config, 
     assert any(r.startswith("outputs_not_written") for r in rep["reasons"])
     assert rep["outputs"]["sr"] is None and rep["outputs"]["seg"] is None
     assert not (folder / "sr.dcm").exists() and not (folder / "seg.dcm").exists()
+
+
+def test_cli_zipped_study_extracted_by_the_helper_is_read_and_then_removed(tmp_path):
+    """The helper extracts the archive; the main process reads the pixels from that folder and
+    removes it when it exits (a helper process runs no exit handlers)."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    files = write_example_study(tmp_path / "d", lesion=False, inplane_mm=2.0,
+                                slice_thickness_mm=5.0)
+    with zipfile.ZipFile(tmp_path / "study.zip", "w") as zf:
+        for f in files:
+            zf.write(f, f"study/{Path(f).name}")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    run = subprocess.run([sys.executable, "-m", "screener", "screen", "-vv",
+                          str(tmp_path / "study.zip"), "-o", str(tmp_path / "out"), "--device", "cpu"],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "2"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "helper process for headers and DICOM outputs" in run.stderr
+    rep = json.loads(next((tmp_path / "out").glob("*/report.json")).read_text())
+    assert rep["decision"] in ("flagged", "negative"), rep["reasons"]  # assessed: pixels read
+    assert rep["outputs"]["sr"] and rep["outputs"]["anomaly_map"]
+    assert not list(tmp.glob("screener-zip-*"))

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import sys
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Generic, TypeVar
@@ -60,7 +63,8 @@ class Sidecar:
     def __init__(self, enabled: bool = True) -> None:
         self._pool: ProcessPoolExecutor | None = None
         if enabled and "torch" not in sys.modules and "fork" in mp.get_all_start_methods():
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork"))
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork"),
+                                             initializer=_end_with_parent, initargs=(os.getpid(),))
             log.debug("helper process for headers and DICOM outputs")
 
     @property
@@ -87,6 +91,18 @@ class Sidecar:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _end_with_parent(parent: int) -> None:
+    """In the helper: exit when the main process is gone (killed, say, by SIGTERM or SIGKILL,
+    when nothing tells the helper to stop), instead of waiting for work forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def find_studies_job(inputs: list[str], config: dict[str, Any]) -> tuple[Any, list[str]]:

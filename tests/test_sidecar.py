@@ -50,3 +50,31 @@ def test_helper_runs_jobs_and_its_death_falls_back_here():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_helper_ends_when_the_main_process_is_killed():
+    import signal
+    import time
+
+    script = textwrap.dedent("""
+        import os, time
+        from screener.sidecar import Sidecar
+        side = Sidecar()
+        print(side.submit(os.getpid).result(), flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    helper = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)  # no exit handler, no pool shutdown runs
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(helper, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{helper}/stat") as fh:  # reaped by init as a zombie at worst
+            if fh.read().split(")")[-1].split()[0] == "Z":
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"helper {helper} still running after its parent was killed")

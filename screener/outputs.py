@@ -169,6 +169,7 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
             seg, sr = dicom_job.result()
             outputs["seg"] = "seg.dcm" if seg else None
             outputs["sr"] = "sr.dcm" if sr else None
+        report = build(outputs)  # a report that cannot be built is not a missing picture
         try:
             from screener.report.html import write_html
 

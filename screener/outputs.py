@@ -69,7 +69,8 @@ def write_dicom_outputs(mask: np.ndarray, info: Any, report: dict[str, Any],
     sources, frames = src
     seg = sr = False
     try:
-        seg = write_seg(mask, sources, folder / "seg.dcm", report, config, frames=frames) is not None
+        seg = write_seg(mask, sources, folder / "seg.dcm", report, config,
+                        frames=frames) is not None
         write_sr(report, sources, folder / "sr.dcm", config)
         sr = True
     except Exception:  # the decision stands; the missing outputs are null in the report
@@ -91,12 +92,11 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
 
     With a `sidecar` (screener.sidecar.Sidecar), DICOM SR/SEG are built in its helper process
     while this one writes the maps and the overlay."""
-    from screener.sidecar import Sidecar
-
     from screener.decide import decide_config, decide_study
     from screener.io import write_nifti
     from screener.report.json import build_report, series_entry, write_report
     from screener.resolution import best_limits, resolution_limits
+    from screener.sidecar import Sidecar
 
     t_report = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,12 @@
 
 `adopt` takes a candidate exported earlier (`screener train --export DIR`) as the bundle's model,
 so the weights released are exactly the ones that were judged, even if training went on since;
-the bundle keeps its version history. `version` sets the version and its changelog line, right after export and before calibration
-and the benchmark, so the files they write name the version they measured. `evaluation`
-copies what was measured into metadata.json afterwards: the calibration (weights/<name>/
-calibration.json), the held-out synthetic benchmark (weights/<name>/benchmark.json) and, when
-given, the realdata-dev metrics (metrics.json of `screener evaluate`). Nothing is typed in by
-hand: every figure comes from a file a command wrote.
+the bundle keeps its version history. `version` sets the version and its changelog line, right
+after export and before calibration and the benchmark, so the files they write name the version
+they measured. `evaluation` copies what was measured into metadata.json afterwards: the
+calibration (weights/<name>/calibration.json), the held-out synthetic benchmark
+(weights/<name>/benchmark.json) and, when given, the realdata-dev metrics (metrics.json of
+`screener evaluate`). Nothing is typed in by hand: every figure comes from a file a command wrote.
 
     python -m screener.model.release adopt /tmp/cand weights/screener-synth-v1
     python -m screener.model.release version weights/screener-synth-v1 0.3.0 "what changed"
@@ -39,7 +39,8 @@ def adopt(candidate: Path, weights: Path) -> dict[str, Any]:
     from screener.model.bundle import WeightsError, sha256_file
 
     cand_meta = json.loads(_meta_path(candidate).read_text())
-    if cand_meta.get("sha256", {}).get("models/model.pt") != sha256_file(candidate / "models" / "model.pt"):
+    recorded = cand_meta.get("sha256", {}).get("models/model.pt")
+    if recorded != sha256_file(candidate / "models" / "model.pt"):
         raise WeightsError(f"{candidate}: models/model.pt does not match its recorded sha256")
     old = json.loads(_meta_path(weights).read_text()) if _meta_path(weights).exists() else {}
     meta = {**cand_meta, **{k: old[k] for k in ("version", "changelog", "evaluation") if k in old}}
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.command == "adopt":
         meta = adopt(a.candidate, a.weights)
-        print(f"{meta['name']} {meta.get('version')}: model of iteration {meta['training']['iterations']}")
+        print(f"{meta['name']} {meta.get('version')}: "
+              f"model of iteration {meta['training']['iterations']}")
     elif a.command == "version":
         meta = set_version(a.weights, a.version, a.changelog)
         print(f"{meta['name']} {meta['version']}")

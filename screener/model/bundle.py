@@ -81,10 +81,9 @@ def export_bundle(checkpoint: Path, out_dir: Path, cfg: Any) -> Path:
     return out_dir
 
 
-def load_bundle(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return (metadata, state_dict) after verifying the recorded sha256."""
-    import torch
-
+def verified_metadata(weights_dir: Path) -> dict[str, Any]:
+    """The bundle's metadata, with `weights_sha256`, after checking that both files exist and
+    models/model.pt matches its recorded sha256 (WeightsError otherwise)."""
     meta_path = weights_dir / "configs" / "metadata.json"
     model_path = weights_dir / "models" / "model.pt"
     if not meta_path.exists() or not model_path.exists():
@@ -94,6 +93,14 @@ def load_bundle(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     got = sha256_file(model_path)
     if want != got:
         raise WeightsError(f"weights checksum mismatch for {model_path}: recorded {want}, file {got}")
-    state = torch.load(model_path, map_location="cpu", weights_only=True)
     meta["weights_sha256"] = got
+    return meta
+
+
+def load_bundle(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (metadata, state_dict) after verifying the recorded sha256."""
+    import torch
+
+    meta = verified_metadata(weights_dir)
+    state = torch.load(weights_dir / "models" / "model.pt", map_location="cpu", weights_only=True)
     return meta, state

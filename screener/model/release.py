@@ -36,12 +36,10 @@ def _meta_path(weights: Path) -> Path:
 def adopt(candidate: Path, weights: Path) -> dict[str, Any]:
     """Make `candidate`'s model and training metadata the bundle's; version, changelog and the
     last evaluation stay the bundle's until `version` and `evaluation` replace them."""
-    from screener.model.bundle import WeightsError, sha256_file
+    from screener.model.bundle import verified_metadata
 
-    cand_meta = json.loads(_meta_path(candidate).read_text())
-    recorded = cand_meta.get("sha256", {}).get("models/model.pt")
-    if recorded != sha256_file(candidate / "models" / "model.pt"):
-        raise WeightsError(f"{candidate}: models/model.pt does not match its recorded sha256")
+    cand_meta = verified_metadata(candidate)
+    cand_meta.pop("weights_sha256")  # load-time field, not part of the stored metadata
     old = json.loads(_meta_path(weights).read_text()) if _meta_path(weights).exists() else {}
     meta = {**cand_meta, **{k: old[k] for k in ("version", "changelog", "evaluation") if k in old}}
     (weights / "models").mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1, help="calibration seed (as synth_eval calibrate)")
     ap.add_argument("--windows", nargs="+", default=["64x80x64@0.5", "box"],
                     help="TILE@OVERLAP (voxels of the 2 mm grid) or 'box' (one window); a "
-                         "'+flip' suffix averages over the left-right mirror image (model.tta_flip)")
+                         "'+flip' suffix averages over the left-right mirror image (model.tta_flip), "
+                         "'+hullR' judges the CSF in the brain's hull closed with R mm "
+                         "(model.hull_closing_mm), '+openK' keeps abnormal regions outside the brain only "
+                         "where they survive an opening by a (2K+1)^3 cube (model.hull_opening_vox)")
     ap.add_argument("--scales", type=float, nargs="+", default=[0.05, 0.5, 2.0])
     ap.add_argument("--grow", type=float, nargs="*", default=[],
                     help="hysteresis low thresholds to compare (default: none)")
@@ -51,7 +54,7 @@ def main() -> int:
 
     from screener.config import load_config
     from screener.decide import analyse_series, decide_config
-    from screener.infer import predict
+    from screener.infer import assessment_mask, predict
     from screener.metrics import auroc
     from screener.model import synth_eval
     from screener.model.anatomy import N_CLASSES, Tissue
@@ -71,14 +74,18 @@ def main() -> int:
     print(f"weights {base.name} {base.version}: {len(samples)} calibration heads "
           f"({sum(spec.lesion for spec, _ in samples)} with a lesion >= 10 mm)")
     for window in args.windows:
-        spec_w, flip = window.removesuffix("+flip"), window.endswith("+flip")
+        parts = window.split("+")
+        spec_w, flip = parts[0], "flip" in parts[1:]
+        hull_mm = next((float(p[4:]) for p in parts[1:] if p.startswith("hull")), 0.0)
+        opening = next((int(p[4:]) for p in parts[1:] if p.startswith("open")), 0)
         if spec_w == "box":
             roi, overlap = None, base.config.sw_overlap
         else:
             tile, ov = spec_w.split("@")
             roi, overlap = tuple(int(v) for v in tile.split("x")), float(ov)
         model = dataclasses.replace(base, config=dataclasses.replace(
-            base.config, roi_size=roi, sw_overlap=overlap, tta_flip=flip))
+            base.config, roi_size=roi, sw_overlap=overlap, tta_flip=flip,
+            hull_closing_mm=hull_mm, hull_opening_vox=opening))
         dice, seconds = [], 0.0
         rows: dict[str, list[tuple[bool, bool, list[tuple[float, float]]]]] = {"fused": [], "learned": []}
         false_ml: dict[str, list[float]] = {"fused": [], "learned": []}
@@ -96,8 +103,9 @@ def main() -> int:
                            diagnostics=True)
             seconds += time.perf_counter() - t0
             brain_true = (truth != int(Tissue.NONBRAIN)) & (truth != int(Tissue.CSF))
-            brain = pred.brain_prob >= dc.brain_threshold
-            dice.append(2 * (brain_true & brain).sum() / (brain_true.sum() + brain.sum()))
+            seen = pred.brain_prob >= dc.brain_threshold
+            dice.append(2 * (brain_true & seen).sum() / (brain_true.sum() + seen.sum()))
+            brain = assessment_mask(pred, dc.brain_threshold)  # where findings may lie
             voxel_ml = abs(float(np.linalg.det(sample.affine[:3, :3]))) / 1000.0
             for name, prob in (("fused", pred.lesion_prob), ("learned", pred.learned_prob)):
                 a = analyse_series(prob, brain, img, sample.affine, "s", dc)

@@ -145,9 +145,9 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
                                 affine=vol.affine, info=vol.info)
             write_nifti(amap, folder / "anomaly_map.nii.gz")
             outputs["anomaly_map"] = "anomaly_map.nii.gz"
-            # The model's brain mask on the same grid: what findings were judged inside, and
-            # what `evaluate`'s FLAIR-threshold baseline masks with (its definition asks for
-            # a brain mask).
+            # The model's brain mask on the same grid: what `evaluate`'s FLAIR-threshold
+            # baseline masks with (its definition asks for a brain mask). Findings were judged
+            # there and, with model.hull_closing_mm, also in thick CSF-read regions of its hull.
             brain = primary.prediction.brain_prob >= dc.brain_threshold
             bmask = SeriesVolume(data=brain, affine=vol.affine, info=vol.info)
             write_nifti(bmask, folder / "brain_mask.nii.gz", dtype=np.uint8)

@@ -72,7 +72,7 @@ def _analyse(r: SeriesResult, model: Any, config: dict[str, Any], timing: dict[s
     from screener import qc
     from screener.decide import analyse_series, decide_config
     from screener.errors import InputError
-    from screener.infer import predict
+    from screener.infer import assessment_mask, predict
     from screener.io import load_series
 
     t = time.perf_counter()
@@ -99,7 +99,8 @@ def _analyse(r: SeriesResult, model: Any, config: dict[str, Any], timing: dict[s
     if reasons:
         r.used, r.why_not_used = False, reasons
         return
-    r.analysis = analyse_series(pred.lesion_prob, brain, vol.data, vol.affine,
+    r.analysis = analyse_series(pred.lesion_prob, assessment_mask(pred, dc.brain_threshold),
+                                vol.data, vol.affine,
                                 r.info.series_instance_uid, dc)
 
 

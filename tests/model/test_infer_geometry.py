@@ -215,3 +215,61 @@ def test_mirror_tta_maps_back_onto_the_unmirrored_voxels():
     assert plain.lesion_prob.std() > 0.01  # the check has something to move
     np.testing.assert_allclose(mirrored.lesion_prob, plain.lesion_prob, atol=1e-5)
     np.testing.assert_allclose(mirrored.brain_prob, plain.brain_prob, atol=1e-5)
+
+
+def _ball_with_notch(notch_half_width_vox: int) -> np.ndarray:
+    """A 2 mm-grid 'brain' ball (radius 20 voxels) with a slot cut in from its surface."""
+    ax = np.arange(48) - 24
+    x, y, z = np.meshgrid(ax, ax, ax, indexing="ij")
+    brain = x**2 + y**2 + z**2 <= 20**2
+    slot = (x > 8) & (np.abs(y) <= notch_half_width_vox) & (np.abs(z) <= 6)
+    return brain & ~slot
+
+
+def test_brain_hull_closes_narrow_surface_slots_only():
+    from screener.infer import brain_hull
+
+    narrow = _ball_with_notch(1)  # 3 voxels = 6 mm wide
+    hull = brain_hull(narrow, 6.0, 2.0)
+    assert hull[34:42, 24, 24].all() and not narrow[34:42, 24, 24].any()
+    wide = _ball_with_notch(6)  # 13 voxels = 26 mm wide: not a sulcus, stays open
+    assert not brain_hull(wide, 6.0, 2.0)[36:40, 24, 24].any()
+    # nothing of the brain itself is lost, also where it touches the grid's edge
+    edge = np.zeros((20, 20, 20), bool)
+    edge[:, :10, :] = True
+    assert brain_hull(edge, 6.0, 2.0)[edge].all()
+
+
+def test_assessment_mask_is_the_brain_unless_the_model_judges_the_hull():
+    from screener.infer import Prediction, assessment_mask
+
+    brain = np.zeros((4, 4, 4), np.float32)
+    brain[1:3, 1:3, 1:3] = 0.9
+    pred = Prediction(brain_prob=brain, lesion_prob=np.zeros_like(brain))
+    assert (assessment_mask(pred, 0.5) == (brain >= 0.5)).all()
+    pred.assess_prob = np.maximum(brain, 0.0)
+    pred.assess_prob[0, 0, 0] = 1.0
+    mask = assessment_mask(pred, 0.5)
+    assert mask[0, 0, 0] and mask[brain >= 0.5].all()
+
+
+def test_hull_region_takes_thick_abnormal_blobs_off_the_brain_not_thin_sheets():
+    from screener.infer import hull_region
+
+    shape = (30, 30, 30)
+    brain = np.zeros(shape, np.float32)
+    brain[5:25, 5:25, 5:15] = 1.0
+    judged = np.zeros(shape, np.float32)
+    judged[5:25, 5:25, 5:25] = 1.0  # the hull reaches 10 voxels beyond the brain
+    lesion = np.zeros(shape, np.float32)
+    lesion[8:11, 8:11, 15:19] = 0.9  # a blob 3+ voxels thick in the hull (lesion read as CSF)
+    lesion[15:25, 20, 15:24] = 0.9  # a one-voxel sheet (sulcal partial volume)
+    lesion[8:11, 8:11, 26:29] = 0.9  # a blob outside the hull
+    region = hull_region(brain, judged, lesion, 1) >= 0.5
+    assert region[brain >= 0.5].all()
+    assert region[8:11, 8:11, 15:19].all()
+    assert not region[15:25, 20, 15:24].any()
+    assert not region[8:11, 8:11, 26:29].any()
+    assert region.sum() == (brain >= 0.5).sum() + 36
+    # without the opening the sheet counts too
+    assert (hull_region(brain, judged, lesion, 0) >= 0.5)[15:25, 20, 15:24].all()

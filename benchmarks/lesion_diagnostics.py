@@ -15,6 +15,9 @@ the same heads as benchmarks/inference_settings.py), none on benchmark or real c
 3. With --train-maps: the same specs drawn from the training label maps as well as the held-out
    ones. Similar hits on both mean the network under-fits the lesion task, rather than having
    learned the training anatomies by heart.
+4. Where the false findings of lesion-free heads lie: their voxels (p >= 0.5 inside the region
+   judged) by the label map's original (FreeSurfer / SynthSeg) label, for the learned channel and
+   the fused map.
 
     .venv/bin/python benchmarks/lesion_diagnostics.py --n 60 [--weights DIR] [--train-maps]
 
@@ -24,6 +27,7 @@ About 5 minutes per 60 heads on 2 CPU cores (twice that with --train-maps).
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +57,21 @@ def _heads(gen: Any, n: int, run_seed: int, captured: dict[str, Any]) -> Iterato
             continue
         healthy = captured["tissue"].numpy() if "tissue" in captured else sample.target.numpy()
         yield spec, sample, healthy
+
+
+def _spy_labels(synth_mod: Any) -> dict[str, Any]:
+    """Record each head's original labels (the label map's values at the sampled points)."""
+    captured: dict[str, Any] = {}
+    cls = synth_mod.SynthGenerator
+    orig = cls._sample_labels
+
+    def spy(self, map_idx, pts):
+        out = orig(self, map_idx, pts)
+        captured["labels"] = self.maps[map_idx].labels[out.numpy()]
+        return out
+
+    cls._sample_labels = spy
+    return captured
 
 
 def main() -> int:
@@ -90,12 +109,15 @@ def main() -> int:
     if args.train_maps:
         groups.append(("training maps", maps[:n_train]))
     captured = _spy_tissue(synth_mod)
+    original = _spy_labels(synth_mod)
     mc = model.config
     print(f"weights {model.name} {model.version}; calibration heads seed 1, n={args.n}")
     for title, group_maps in groups:
         gen = SynthGenerator(scfg, group_maps)
         hits = {"fused": [], "learned": [], "oracle outlier": []}
         false_ml: dict[str, list[float]] = {k: [] for k in hits}
+        false_labels: dict[str, Counter[int]] = {"learned": Counter(), "fused": Counter()}
+        region_labels: Counter[int] = Counter()
         print(f"\n{title}:")
         for spec, sample, healthy in _heads(gen, args.n, int(tcfg["seed"]), captured):
             img = sample.image[0].numpy()
@@ -119,6 +141,10 @@ def main() -> int:
                     hits[name].append(bool((found & les).any()))
                 else:
                     false_ml[name].append(float(found.sum()) * voxel_ml)
+                    if name in false_labels:
+                        false_labels[name].update(original["labels"][(prob >= 0.5) & where].tolist())
+            if not spec.lesion:
+                region_labels.update(original["labels"][region].tolist())
             if spec.lesion and title.startswith("held"):
                 sd = synth_eval.lesion_contrast_sd(img, truth)
                 print(f"  {spec.kind:13s} {spec.diameter_mm:3.0f} mm  slices {spec.slice_thickness_mm:g} mm"
@@ -131,6 +157,12 @@ def main() -> int:
             print(f"  {title}: {name:14s} hits {sum(hits[name])}/{len(hits[name])}, false volume on "
                   f"lesion-free heads median {np.median(false_ml[name]):.1f} ml "
                   f"(n={len(false_ml[name])})", flush=True)
+        for name, counts in false_labels.items():
+            total = sum(counts.values())
+            print(f"  {title}: {name} p >= 0.5 on lesion-free heads, {total * voxel_ml:.0f} ml in all; "
+                  "by original label (share of these voxels / share of that label's judged voxels):")
+            print("    " + ", ".join(f"{lab} {k / total:.2f}/{k / region_labels[lab]:.3f}"
+                                     for lab, k in counts.most_common(10)))
     return 0
 
 

@@ -58,6 +58,9 @@ class TrainConfig:
     # brain at 2 mm and costs ~3x less per iteration than the 96x112x96 grid.
     crop_shape: tuple[int, int, int] | None = (64, 80, 64)
     p_crop_on_lesion: float = 0.5
+    # A checkpoint whose matching tensors (name and shape) start a new run (no checkpoint in
+    # run_dir yet), e.g. a network with a new head on the body of an earlier run.
+    init_from: str | None = None
     synth: SynthConfig = field(default_factory=SynthConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
@@ -225,6 +228,22 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
             group["lr"] = cfg.learning_rate
         log.warning("resuming %s at iteration %d, learning rate %g", cfg.name, start,
                     cfg.learning_rate)
+    elif cfg.init_from:
+        from screener.model.networks import transfer_weights
+
+        donor = torch.load(repo_path(cfg.init_from), map_location="cpu", weights_only=False)
+        taken = transfer_weights(net, donor["model"])
+        log.warning("starting %s from %s: %d of %d tensors taken over", cfg.name, cfg.init_from,
+                    len(taken), len(net.state_dict()))
+        donor_norm = ((donor.get("config") or {}).get("network") or {}).get("top_norm", True)
+        if donor_norm and not cfg.network.top_norm:
+            from screener.model.networks import fold_top_norm
+
+            crops = [pair[0] for pair, _ in zip(_Stream(cfg, 10**9), range(8))]
+            mean, std = fold_top_norm(net, crops)
+            torch.set_num_threads(cfg.threads)  # the stream, run here, set one thread
+            log.warning("folded the donor's class-map instance norm into the top convolution "
+                        "(mean %s, std %s over 8 crops)", mean.numpy().round(3), std.numpy().round(3))
     weights = torch.ones(cfg.network.out_channels)
     weights[-1] = cfg.lesion_class_weight
     loss_fn = make_loss(cfg, weights)

@@ -105,3 +105,50 @@ def test_lesion_tversky_term_penalises_misses_more_than_false_alarms():
     assert extra_miss > 0 and extra_false > 0
     # per wrong voxel, a missed lesion voxel costs more than a false one (beta > alpha)
     assert extra_miss / 16 > extra_false / 32 * 1.5
+
+
+def _tiny(top_norm: bool):
+    from screener.model.networks import NetworkConfig, build_network
+
+    return build_network(NetworkConfig(channels=(4, 8, 16), strides=(2, 2), top_norm=top_norm))
+
+
+def test_top_norm_off_keeps_every_tensor_and_folding_reproduces_the_donor():
+    import torch
+
+    from screener.model.networks import fold_top_norm, transfer_weights
+
+    torch.manual_seed(0)
+    donor = _tiny(True).eval()
+    plain = _tiny(False).eval()
+    assert transfer_weights(plain, donor.state_dict()) == sorted(donor.state_dict())
+    img = torch.randn(1, 24, 24, 24)
+    with torch.no_grad():
+        ref, unfolded = donor(img[None]), plain(img[None])
+    assert (ref - unfolded).abs().max() > 0.1  # without the norm the class maps differ
+    fold_top_norm(plain, [img])  # folded on this window: the donor's own normalisation
+    with torch.no_grad():
+        torch.testing.assert_close(plain(img[None]), ref, atol=2e-4, rtol=1e-4)
+
+
+def test_smoke_run_starts_from_another_runs_weights(tmp_path, shared):
+    from dataclasses import replace
+
+    import torch
+
+    from screener.model.train import train
+
+    shared("synth-label-maps")
+    smoke = load_train_config(REPO_ROOT / "configs/train-topfree.yaml", smoke=True)
+    first = replace(smoke, iterations=2, val_every=10**6, init_from=None,
+                    network=replace(smoke.network, top_norm=True))
+    donor = train(first, run_dir=tmp_path / "donor")
+    second = replace(smoke, iterations=2, val_every=10**6, learning_rate=0.0,
+                     init_from=str(donor))
+    train(second, run_dir=tmp_path / "second")
+    a = torch.load(donor, map_location="cpu", weights_only=False)["model"]
+    b = torch.load(tmp_path / "second" / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    assert sorted(a) == sorted(b)
+    top = "model.2.0.conv.weight"  # the folded top convolution; every other tensor as the donor's
+    assert not torch.equal(a[top], b[top])
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("model.2.0.conv"))

@@ -50,23 +50,14 @@ def main() -> int:
                          "exported with `screener train --export DIR`)")
     args = ap.parse_args()
 
-    import torch
-
-    from screener.config import load_config
-    from screener.decide import analyse_series, decide_config
+    from screener.decide import analyse_series
     from screener.infer import assessment_mask, predict
     from screener.metrics import auroc
     from screener.model import synth_eval
     from screener.model.anatomy import N_CLASSES, Tissue
-    from screener.pipeline import load_model
     from screener.types import SeriesInfo, SeriesVolume
 
-    torch.set_num_threads(2)
-    cfg = load_config()
-    if args.weights:
-        cfg["model"] = {**(cfg.get("model") or {}), "weights": args.weights}
-    dc = decide_config(cfg)
-    base = load_model(cfg, "cpu")
+    _, dc, base = synth_eval.load_for_measuring(args.weights)
     gen, run_seed = synth_eval._generator(base.metadata)
     specs = synth_eval.cases(args.n, args.seed, "calib", run_seed, synth_eval.CLAIMED_MIN_DIAMETER_MM)
     samples = [(spec, gen.sample(s, spec)) for s, spec in specs]

@@ -82,25 +82,17 @@ def main() -> int:
                     help="also draw the same specs from the training label maps")
     args = ap.parse_args()
 
-    import torch
-
     import screener.model.synth as synth_mod
-    from screener.config import from_mapping, load_config, repo_path
-    from screener.decide import analyse_series, decide_config
+    from screener.config import from_mapping, repo_path
+    from screener.decide import analyse_series
     from screener.infer import assessment_mask, predict
     from screener.model import synth_eval
     from screener.model.anatomy import N_CLASSES, Tissue, load_all
     from screener.model.outlier import outlier_z
     from screener.model.synth import SynthConfig, SynthGenerator, held_out_config
-    from screener.pipeline import load_model
     from screener.types import SeriesInfo, SeriesVolume
 
-    torch.set_num_threads(2)
-    cfg = load_config()
-    if args.weights:
-        cfg["model"] = {**(cfg.get("model") or {}), "weights": args.weights}
-    dc = decide_config(cfg)
-    model = load_model(cfg, "cpu")
+    _, dc, model = synth_eval.load_for_measuring(args.weights)
     tcfg = model.metadata["training"]["config"]
     scfg = held_out_config(from_mapping(SynthConfig, tcfg["synth"]))
     maps = load_all(repo_path(scfg.label_maps_dir), scfg.max_label_maps)

@@ -43,6 +43,23 @@ class CaseResult:
     contrast_sd: float | None = None  # lesion_contrast_sd of the drawn lesion (None: no lesion)
 
 
+def load_for_measuring(weights: str | None = None, threads: int = 2) -> tuple[dict[str, Any], Any, Any]:
+    """(config, decide config, model) as the screen uses them, with another weights bundle when
+    `weights` is given (a candidate from `screener train --export DIR`); for the measuring
+    scripts in benchmarks/."""
+    import torch
+
+    from screener.config import load_config
+    from screener.decide import decide_config
+    from screener.pipeline import load_model
+
+    torch.set_num_threads(threads)
+    cfg = load_config()
+    if weights:
+        cfg["model"] = {**(cfg.get("model") or {}), "weights": weights}
+    return cfg, decide_config(cfg), load_model(cfg, "cpu")
+
+
 def _generator(model_meta: dict[str, Any]):
     """A generator over the held-out label maps, configured as in training, except that
     lesions keep the appearance model every version was measured with (no tissue mimicry),

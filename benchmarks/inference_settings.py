@@ -3,7 +3,8 @@
 Runs the shipped weights over the first N heads of the calibration seed space (label maps held
 out of training; the same space `synth_eval calibrate` fits the operating point on, never the
 benchmark's or any real case) and prints, for each window setting (sliding-window tile and
-overlap, or one window over the whole head box; with or without the left-right mirror average):
+overlap, or one window over the whole head box; with or without the left-right mirror average;
+with or without judging the brain's hull, '+hull6+open1'):
 - brain-mask Dice against the generator's truth and predict() seconds per head;
 - for the first window setting, what the fused map misses: hits per lesion kind and per
   contrast-strength bin (synth_eval.lesion_contrast_sd), and of the missed lesions how many the
@@ -17,7 +18,8 @@ overlap, or one window over the whole head box; with or without the left-right m
   the AUROC of lesion-hit-gated scores (a lesion study whose findings miss the lesion scores 0,
   as in calibration) with the sensitivity at 90 % specificity.
 Settings chosen from this table go into configs/default.yaml (model.roi_size, model.sw_overlap,
-model.tta_flip, model.use_outlier, decide.score_volume_scale_ml) before calibrating.
+model.tta_flip, model.hull_closing_mm, model.hull_opening_vox, model.use_outlier,
+decide.score_volume_scale_ml) before calibrating.
 
     .venv/bin/python benchmarks/inference_settings.py --n 60
     .venv/bin/python benchmarks/inference_settings.py --n 60 --weights /tmp/candidate  # a checkpoint

@@ -152,3 +152,11 @@ def test_smoke_run_starts_from_another_runs_weights(tmp_path, shared):
     top = "model.2.0.conv.weight"  # the folded top convolution; every other tensor as the donor's
     assert not torch.equal(a[top], b[top])
     assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("model.2.0.conv"))
+    # Exported and loaded as the screen loads weights, the network keeps its norm-free top.
+    from screener.infer import ModelConfig, load_model
+    from screener.model.bundle import export_bundle
+
+    out = export_bundle(tmp_path / "second" / "checkpoint.pt", tmp_path / "bundle", second)
+    loaded = load_model(ModelConfig(weights=str(out)), "cpu")
+    assert isinstance(loaded.net.model[-1][0].adn.N, torch.nn.Identity)
+    assert all(torch.equal(v, b[k]) for k, v in loaded.net.state_dict().items())

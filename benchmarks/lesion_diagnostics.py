@@ -83,35 +83,27 @@ def main() -> int:
     args = ap.parse_args()
 
     import screener.model.synth as synth_mod
-    from screener.config import from_mapping, repo_path
     from screener.decide import analyse_series
-    from screener.infer import assessment_mask, predict
+    from screener.infer import assessment_mask, outlier_probability, predict
     from screener.model import synth_eval
-    from screener.model.anatomy import N_CLASSES, Tissue, load_all
+    from screener.model.anatomy import N_CLASSES, Tissue
     from screener.model.outlier import outlier_z
-    from screener.model.synth import SynthConfig, SynthGenerator, held_out_config
     from screener.types import SeriesInfo, SeriesVolume
 
     _, dc, model = synth_eval.load_for_measuring(args.weights)
-    tcfg = model.metadata["training"]["config"]
-    scfg = held_out_config(from_mapping(SynthConfig, tcfg["synth"]))
-    maps = load_all(repo_path(scfg.label_maps_dir), scfg.max_label_maps)
-    n_train = int(tcfg["train_maps"])
-    groups = [("held-out maps", maps[n_train:])]
-    if args.train_maps:
-        groups.append(("training maps", maps[:n_train]))
+    groups = [("held-out maps", False)] + ([("training maps", True)] if args.train_maps else [])
     captured = _spy_tissue(synth_mod)
     original = _spy_labels(synth_mod)
     mc = model.config
     print(f"weights {model.name} {model.version}; calibration heads seed 1, n={args.n}")
-    for title, group_maps in groups:
-        gen = SynthGenerator(scfg, group_maps)
+    for title, training_maps in groups:
+        gen, run_seed = synth_eval._generator(model.metadata, training_maps)
         hits = {"fused": [], "learned": [], "oracle outlier": []}
         false_ml: dict[str, list[float]] = {k: [] for k in hits}
         false_labels: dict[str, Counter[int]] = {"learned": Counter(), "fused": Counter()}
         region_labels: Counter[int] = Counter()
         print(f"\n{title}:")
-        for spec, sample, healthy in _heads(gen, args.n, int(tcfg["seed"]), captured):
+        for spec, sample, healthy in _heads(gen, args.n, run_seed, captured):
             img = sample.image[0].numpy()
             truth = sample.target.numpy()
             les = truth == int(Tissue.LESION)
@@ -120,9 +112,7 @@ def main() -> int:
             region = assessment_mask(pred, dc.brain_threshold)
             onehot = np.eye(N_CLASSES, dtype=np.float32)[healthy].transpose(3, 0, 1, 2)
             z = outlier_z(img, onehot, model.voxel_mm, mc.outlier)
-            paren = onehot[[int(Tissue.WM), int(Tissue.GM)]].sum(0)
-            oracle = paren / (1 + np.exp(-np.clip(mc.outlier_slope * (np.abs(z) - mc.outlier_z0),
-                                                  -30, 30)))
+            oracle = outlier_probability(z, onehot[[int(Tissue.WM), int(Tissue.GM)]].sum(0), mc)
             true_brain = np.isin(healthy, (int(Tissue.WM), int(Tissue.GM), int(Tissue.VENTRICLE)))
             voxel_ml = abs(float(np.linalg.det(sample.affine[:3, :3]))) / 1000.0
             for name, prob, where in (("fused", pred.lesion_prob, region),

@@ -245,6 +245,13 @@ def largest_label(mask: np.ndarray) -> np.ndarray:
     return lab == int(sizes.argmax())
 
 
+def outlier_probability(z: np.ndarray, weight: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+    """The outlier term of the fused map: weight * sigmoid(slope * (|z| - z0)), `weight` being
+    the probability that the voxel is tissue the z-score may judge."""
+    arg = np.clip(cfg.outlier_slope * (np.abs(z) - cfg.outlier_z0), -30.0, 30.0)
+    return weight / (1.0 + np.exp(-arg))
+
+
 def assessment_mask(pred: Prediction, brain_threshold: float) -> np.ndarray:
     """Voxels where findings may lie: the brain (brain_prob >= threshold), or the brain's hull
     when the model judges signal there (ModelConfig.hull_closing_mm)."""
@@ -398,8 +405,7 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
         parenchyma = probs[[int(Tissue.WM), int(Tissue.GM), int(Tissue.LESION)]].sum(0)
         if hull is not None:
             parenchyma = parenchyma + hull * probs[int(Tissue.CSF)]
-        arg = np.clip(cfg.outlier_slope * (np.abs(z) - cfg.outlier_z0), -30.0, 30.0)
-        q = parenchyma / (1.0 + np.exp(-arg))
+        q = outlier_probability(z, parenchyma, cfg)
         lesion = 1.0 - (1.0 - learned) * (1.0 - q)
     else:
         lesion = learned

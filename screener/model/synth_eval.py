@@ -60,10 +60,11 @@ def load_for_measuring(weights: str | None = None, threads: int = 2) -> tuple[di
     return cfg, decide_config(cfg), load_model(cfg, "cpu")
 
 
-def _generator(model_meta: dict[str, Any]):
-    """A generator over the held-out label maps, configured as in training, except that
-    lesions keep the appearance model every version was measured with (no tissue mimicry),
-    so benchmark and calibration figures compare across versions."""
+def _generator(model_meta: dict[str, Any], training_maps: bool = False):
+    """A generator over the held-out label maps (with `training_maps`: the training ones, for
+    diagnostics only), configured as in training, except that lesions keep the appearance
+    model every version was measured with (no tissue mimicry), so benchmark and calibration
+    figures compare across versions."""
     from screener.config import from_mapping
     from screener.model.anatomy import load_all
     from screener.model.synth import SynthConfig, SynthGenerator, held_out_config
@@ -73,7 +74,10 @@ def _generator(model_meta: dict[str, Any]):
     tcfg = model_meta["training"]["config"]
     scfg = held_out_config(from_mapping(SynthConfig, tcfg["synth"]))
     maps = load_all(repo_path(scfg.label_maps_dir), scfg.max_label_maps)
-    held = maps[int(tcfg["train_maps"]):]
+    n_train = int(tcfg["train_maps"])
+    if training_maps:
+        return SynthGenerator(scfg, maps[:n_train]), int(tcfg["seed"])
+    held = maps[n_train:]
     if not held:
         raise RuntimeError("no held-out label maps: the benchmark would reuse training anatomy")
     return SynthGenerator(scfg, held), int(tcfg["seed"])

@@ -219,9 +219,8 @@ def test_mirror_tta_maps_back_onto_the_unmirrored_voxels():
 
 def _ball_with_notch(notch_half_width_vox: int) -> np.ndarray:
     """A 2 mm-grid 'brain' ball (radius 20 voxels) with a slot cut in from its surface."""
-    ax = np.arange(48) - 24
-    x, y, z = np.meshgrid(ax, ax, ax, indexing="ij")
-    brain = x**2 + y**2 + z**2 <= 20**2
+    brain = _ball((48, 48, 48), (24, 24, 24), 20)
+    x, y, z = np.meshgrid(*[np.arange(48) - 24] * 3, indexing="ij")
     slot = (x > 8) & (np.abs(y) <= notch_half_width_vox) & (np.abs(z) <= 6)
     return brain & ~slot
 

@@ -58,7 +58,11 @@ def export_bundle(checkpoint: Path, out_dir: Path, cfg: Any) -> Path:
         "intended_use": INTENDED_USE,
         "task": "brain mask, tissue classes and abnormal-signal probability in brain MR of any contrast",
         "network_data_format": {
-            "inputs": {"image": {"type": "image", "format": "magnitude", "num_channels": 1,
+            "inputs": {"image": {"type": "image", "format": "magnitude",
+                                  "num_channels": cfg.network.in_channels,
+                                  "channel_def": {"0": "image", "1": "image reflected about the "
+                                                  "head's midsagittal plane (screener/model/symmetry.py)"}
+                                  if cfg.network.in_channels == 2 else {"0": "image"},
                                   "spacing_mm": cfg.synth.voxel_mm, "orientation": "RAS",
                                   "intensity": "percentile 0.5-99.5 scaled to [0,1], clipped"}},
             "outputs": {"pred": {"type": "probabilities", "num_channels": cfg.network.out_channels,

@@ -30,12 +30,15 @@ class NetworkConfig:
     norm: str = "instance"
     out_channels: int = N_CLASSES
     top_norm: bool = True
+    # 1: the image; 2: the image and its reflection about the head's midsagittal plane
+    # (screener/model/symmetry.py), so one-sided change reads as a difference between channels.
+    in_channels: int = 1
 
 
 def build_network(cfg: NetworkConfig) -> torch.nn.Module:
     from monai.networks.nets import UNet
 
-    unet = UNet(spatial_dims=3, in_channels=1, out_channels=cfg.out_channels,
+    unet = UNet(spatial_dims=3, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
                 channels=tuple(cfg.channels), strides=tuple(cfg.strides),
                 num_res_units=cfg.num_res_units, norm=cfg.norm)
     if not cfg.top_norm:  # the top layer: Convolution (transposed conv + ADN), ResidualUnit
@@ -45,10 +48,20 @@ def build_network(cfg: NetworkConfig) -> torch.nn.Module:
 
 def transfer_weights(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
     """Copy into `net` every tensor of `state` (another network's state dict) whose name and
-    shape match. Returns the names of `net`'s tensors that were set."""
+    shape match; a convolution of `net` with more input channels than the donor's takes the
+    donor's kernels for the first ones and zeros for the rest, so it computes what the donor
+    did. Returns the names of `net`'s tensors that were set."""
     own = net.state_dict()
     taken = {name: value for name, value in state.items()
              if name in own and own[name].shape == value.shape}
+    for name, value in state.items():  # convolutions that gained input channels: new ones start at 0
+        mine = own.get(name)
+        if (name not in taken and mine is not None and mine.ndim == value.ndim == 5
+                and mine.shape[0] == value.shape[0] and mine.shape[2:] == value.shape[2:]
+                and mine.shape[1] > value.shape[1]):
+            grown = torch.zeros_like(mine)
+            grown[:, : value.shape[1]] = value
+            taken[name] = grown
     own.update(taken)
     net.load_state_dict(own)
     return sorted(taken)

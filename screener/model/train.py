@@ -58,8 +58,9 @@ class TrainConfig:
     # brain at 2 mm and costs ~3x less per iteration than the 96x112x96 grid.
     crop_shape: tuple[int, int, int] | None = (64, 80, 64)
     p_crop_on_lesion: float = 0.5
-    # A checkpoint whose matching tensors (name and shape) start a new run (no checkpoint in
-    # run_dir yet), e.g. a network with a new head on the body of an earlier run.
+    # A checkpoint (or a bundle's models/model.pt) whose matching tensors start a new run (no
+    # checkpoint in run_dir yet), e.g. a network with a new head on the body of an earlier run;
+    # see networks.transfer_weights.
     init_from: str | None = None
     synth: SynthConfig = field(default_factory=SynthConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -109,8 +110,20 @@ class _Stream(torch.utils.data.IterableDataset):
         while True:
             seed = sample_seed(self.cfg.seed, "train", it)
             s = gen.sample(seed)
-            yield crop(s.image, s.target, self.cfg, np.random.default_rng(seed + 1))
+            image = network_input(s.image, self.cfg)
+            yield crop(image, s.target, self.cfg, np.random.default_rng(seed + 1))
             it += 1
+
+
+def network_input(image: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The (1,X,Y,Z) synthetic image as the network takes it: with its midsagittal reflection
+    as a second channel when cfg.network.in_channels is 2 (computed on the whole head, before
+    cropping)."""
+    if cfg.network.in_channels == 1:
+        return image
+    from screener.model.symmetry import with_mirror
+
+    return with_mirror(image, cfg.synth.voxel_mm)
 
 
 def crop(image, target, cfg: TrainConfig, rng: np.random.Generator):
@@ -148,7 +161,13 @@ def _validation_set(cfg: TrainConfig):
     maps = load_all(cfg.synth.label_maps_dir, cfg.synth.max_label_maps)
     held = maps[cfg.train_maps:] or maps[-1:]
     gen = SynthGenerator(held_out_config(cfg.synth), held)  # the same heads before and after mimicry
-    return [gen.sample(sample_seed(cfg.seed, "val", i)) for i in range(cfg.val_samples)]
+    import dataclasses
+
+    out = []
+    for i in range(cfg.val_samples):
+        s = gen.sample(sample_seed(cfg.seed, "val", i))
+        out.append(dataclasses.replace(s, image=network_input(s.image, cfg)))
+    return out
 
 
 def _validate(net, val, roi: tuple[int, int, int] | None) -> dict[str, float]:
@@ -232,6 +251,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
         from screener.model.networks import transfer_weights
 
         donor = torch.load(repo_path(cfg.init_from), map_location="cpu", weights_only=False)
+        donor = donor if "model" in donor else {"model": donor}  # a bundle's models/model.pt
         taken = transfer_weights(net, donor["model"])
         log.warning("starting %s from %s: %d of %d tensors taken over", cfg.name, cfg.init_from,
                     len(taken), len(net.state_dict()))
@@ -283,7 +303,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
             loss.backward()
             opt.step()
             it += 1
-            running.append(float(loss))
+            running.append(float(loss.detach()))
             bar.update(1)
             if it % cfg.log_every == 0:
                 rec = {"it": it, "samples": samples, "loss": float(np.mean(running)),

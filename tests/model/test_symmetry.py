@@ -129,3 +129,10 @@ def test_mirror_config_trains_exports_and_screens_with_two_channels(tmp_path, sh
     pred = predict(SeriesVolume(data=data, affine=np.diag([4.0, 4.0, 4.0, 1.0]),
                                 info=SeriesInfo("s", "s")), model)
     assert pred.lesion_prob.shape == data.shape and np.isfinite(pred.lesion_prob).all()
+
+
+def test_empty_or_constant_volumes_give_a_finite_mirror():
+    for vol in (torch.zeros(20, 24, 20), torch.full((20, 24, 20), 0.7)):
+        plane = estimate_plane(vol, 2.0)
+        assert np.isfinite(plane.normal).all() and np.isfinite(plane.offset_mm)
+        assert torch.isfinite(mirror(vol, 2.0, plane)).all()

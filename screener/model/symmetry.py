@@ -60,10 +60,16 @@ def _normal(t: torch.Tensor) -> torch.Tensor:
 def estimate_plane(vol: torch.Tensor, voxel_mm: float, steps: int = 40, max_points: int = 12000,
                    seed: int = 0) -> Plane:
     """Midsagittal plane of a head volume (X,Y,Z), X the left-right axis."""
+    odd = [s % 2 for s in vol.shape]
+    if any(odd):  # pad to even sizes so the 2x coarser grid shares the grid's centre ...
+        plane = estimate_plane(F.pad(vol, (0, odd[2], 0, odd[1], 0, odd[0])), voxel_mm, steps,
+                               max_points, seed)
+        shift = np.array(odd, dtype=np.float64) * voxel_mm / 2.0  # ... which moved by half a voxel
+        return Plane(normal=plane.normal, offset_mm=plane.offset_mm + float(plane.normal @ shift))
     with torch.no_grad():
-        small = F.avg_pool3d(vol[None, None].float(), 2, ceil_mode=True)[0, 0]
+        small = F.avg_pool3d(vol[None, None].float(), 2)[0, 0]
         w = small.clamp_min(0)
-        vx = voxel_mm * vol.shape[0] / small.shape[0]
+        vx = 2.0 * voxel_mm
         pts = _centred_mm(tuple(small.shape), vx)
         total = float(w.sum())
         x0 = float((w * pts[..., 0]).sum()) / total if total > 0 else 0.0

@@ -39,7 +39,7 @@ def main() -> int:
         if spec.lesion and not smp.lesion_mask.any():
             continue
         x = smp.image[0]
-        a = ndimage.gaussian_filter((x - mirror(x, 2.0)).abs().numpy(), 1.0)
+        a = ndimage.gaussian_filter((x - mirror(x, gen.cfg.voxel_mm)).abs().numpy(), 1.0)
         t = smp.target.numpy()
         brain = (t != int(Tissue.NONBRAIN)) & (t != int(Tissue.CSF))
         les = t == int(Tissue.LESION)

@@ -374,10 +374,10 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
     low = float(np.nanmin(data)) if data.size else 0.0
     work = resample((data - low)[None], volume.affine, grid_aff, grid_shape)
     x = normalize_intensity(torch.from_numpy(work))
-    if int((model.metadata.get("network") or {}).get("in_channels", 1)) == 2:
-        from screener.model.symmetry import with_mirror
+    from screener.model.symmetry import network_input
 
-        x = with_mirror(x, model.voxel_mm)  # the image and its midsagittal reflection
+    x = network_input(x, int((model.metadata.get("network") or {}).get("in_channels", 1)),
+                      model.voxel_mm)
     t1 = time.perf_counter()
     box = head_box(x[0].numpy(), 16)
     probs = np.zeros((len(Tissue),) + tuple(grid_shape), dtype=np.float32)

@@ -106,3 +106,14 @@ def mirror(vol: torch.Tensor, voxel_mm: float, plane: Plane | None = None) -> to
 def with_mirror(image: torch.Tensor, voxel_mm: float) -> torch.Tensor:
     """(1,X,Y,Z) image -> (2,X,Y,Z): the image and its midsagittal reflection."""
     return torch.cat([image, mirror(image[0], voxel_mm)[None]], 0)
+
+
+def network_input(image: torch.Tensor, in_channels: int, voxel_mm: float) -> torch.Tensor:
+    """The (1,X,Y,Z) image as a network with `in_channels` inputs takes it (training and
+    `predict` alike): itself, or with its midsagittal reflection as a second channel. The
+    reflection needs the whole head, so this comes before any cropping or tiling."""
+    if in_channels == 1:
+        return image
+    if in_channels == 2:
+        return with_mirror(image, voxel_mm)
+    raise ValueError(f"no input defined for a network with {in_channels} input channels")

@@ -100,6 +100,7 @@ class _Stream(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         from screener.model.anatomy import load_all
+        from screener.model.symmetry import network_input
         from screener.model.synth import SynthGenerator
 
         torch.set_num_threads(1)
@@ -110,20 +111,9 @@ class _Stream(torch.utils.data.IterableDataset):
         while True:
             seed = sample_seed(self.cfg.seed, "train", it)
             s = gen.sample(seed)
-            image = network_input(s.image, self.cfg)
+            image = network_input(s.image, self.cfg.network.in_channels, self.cfg.synth.voxel_mm)
             yield crop(image, s.target, self.cfg, np.random.default_rng(seed + 1))
             it += 1
-
-
-def network_input(image: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """The (1,X,Y,Z) synthetic image as the network takes it: with its midsagittal reflection
-    as a second channel when cfg.network.in_channels is 2 (computed on the whole head, before
-    cropping)."""
-    if cfg.network.in_channels == 1:
-        return image
-    from screener.model.symmetry import with_mirror
-
-    return with_mirror(image, cfg.synth.voxel_mm)
 
 
 def crop(image, target, cfg: TrainConfig, rng: np.random.Generator):
@@ -163,11 +153,11 @@ def _validation_set(cfg: TrainConfig):
     gen = SynthGenerator(held_out_config(cfg.synth), held)  # the same heads before and after mimicry
     import dataclasses
 
-    out = []
-    for i in range(cfg.val_samples):
-        s = gen.sample(sample_seed(cfg.seed, "val", i))
-        out.append(dataclasses.replace(s, image=network_input(s.image, cfg)))
-    return out
+    from screener.model.symmetry import network_input
+
+    samples = [gen.sample(sample_seed(cfg.seed, "val", i)) for i in range(cfg.val_samples)]
+    return [dataclasses.replace(s, image=network_input(s.image, cfg.network.in_channels,
+                                                       cfg.synth.voxel_mm)) for s in samples]
 
 
 def _validate(net, val, roi: tuple[int, int, int] | None) -> dict[str, float]:

@@ -137,3 +137,13 @@ def test_empty_or_constant_volumes_give_a_finite_mirror():
         plane = estimate_plane(vol, 2.0)
         assert np.isfinite(plane.normal).all() and np.isfinite(plane.offset_mm)
         assert torch.isfinite(mirror(vol, 2.0, plane)).all()
+
+
+def test_network_input_is_the_image_or_image_and_mirror_and_nothing_else():
+    from screener.model.symmetry import network_input
+
+    img = _phantom(np.array([1.0, 0.0, 0.0]), 0.0, shape=(20, 24, 20))[None]
+    assert network_input(img, 1, 2.0) is img
+    assert network_input(img, 2, 2.0).shape == (2, 20, 24, 20)
+    with pytest.raises(ValueError):
+        network_input(img, 3, 2.0)

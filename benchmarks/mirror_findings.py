@@ -57,7 +57,8 @@ def main() -> int:
         les = sample.target.numpy() == int(Tissue.LESION)
         vox_mm = float(abs(sample.affine[0, 0]))
         pred = predict(SeriesVolume(data=img, affine=sample.affine,
-                                    info=SeriesInfo("synthetic", "synthetic")), model)
+                                    info=SeriesInfo("synthetic", "synthetic")), model,
+                       diagnostics=True)
         brain = assessment_mask(pred, dc.brain_threshold)
         plane = estimate_plane(torch.from_numpy(img).float(), vox_mm)
         img_m = mirror(torch.from_numpy(img).float(), vox_mm, plane).numpy()

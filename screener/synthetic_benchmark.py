@@ -70,12 +70,18 @@ def pooled_by_contrast_sd(table: dict[str, Any], min_diameter_mm: float = 10.0
 
 def _cases_csv(results: list[Any], threshold: float) -> str:
     buf = io.StringIO()
-    fields = ["lesion", "kind", "diameter_mm", "slice_thickness_mm", "contrast", "contrast_sd",
-              "score", "hit", "flagged", "detected"]
+    from screener.model.synth_eval import size_class_mm
+
+    fields = ["lesion", "kind", "drawn_diameter_mm", "measured_diameter_mm", "size_class_mm",
+              "slice_thickness_mm", "contrast", "contrast_sd", "score", "hit", "flagged", "detected"]
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     w.writeheader()
     for r in results:
         row = dataclasses.asdict(r) if dataclasses.is_dataclass(r) else dict(r)
+        row["drawn_diameter_mm"] = row.get("diameter_mm")
+        if row.get("measured_diameter_mm") is not None:
+            row["measured_diameter_mm"] = round(float(row["measured_diameter_mm"]), 2)
+        row["size_class_mm"] = size_class_mm(row.get("measured_diameter_mm"))
         row["flagged"] = row["score"] >= threshold
         row["detected"] = bool(row["flagged"] and row.get("hit") and row.get("lesion"))
         w.writerow(row)
@@ -117,14 +123,19 @@ def run_synthetic_cli(args: argparse.Namespace, config: dict[str, Any]) -> int:
     spec = table["specificity"]
     print(f"benchmark.json: {table['n_screened']} heads (seed {table['seed']}, "
           f"threshold {table['score_threshold']:.4f})")
+    from screener.model.synth_eval import DIAMETERS_MM, contrast_bin_label
+
     for d, p in pooled_sensitivity_by_diameter(table).items():
         ci = p["ci95"]
-        print(f"  diameter {d:g} mm: sensitivity {p['k']}/{p['n']}"
+        upper = [x for x in DIAMETERS_MM if x > d]
+        span = f"{d:g}-{upper[0]:g} mm" if upper else f">= {d:g} mm"
+        print(f"  lesions measuring {span}: sensitivity {p['k']}/{p['n']}"
               + (f" = {p['value']:.3f} (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""))
-    from screener.model.synth_eval import contrast_bin_label
-
+    if table.get("lesions_below_smallest_class"):
+        print(f"  lesions measuring under {DIAMETERS_MM[0]:g} mm (not in any class): "
+              f"{table['lesions_below_smallest_class']}")
     for lo, p in pooled_by_contrast_sd(table).items():
-        print(f"  lesions >= 10 mm standing out {contrast_bin_label(lo)}: "
+        print(f"  lesions measuring >= 10 mm standing out {contrast_bin_label(lo)}: "
               f"sensitivity {p['k']}/{p['n']}")
     ci = spec.get("ci95")
     print(f"  specificity (lesion-free): {spec['negative']}/{spec['n']}"

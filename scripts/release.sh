@@ -20,7 +20,7 @@ else
   .venv/bin/screener train --config configs/train.yaml --export "$W"
 fi
 $PY -m screener.model.release version "$W" "$1" "$2"
-$PY -m screener.model.synth_eval calibrate --n 120 --seed 1
+$PY -m screener.model.synth_eval calibrate --n 160 --seed 1
 .venv/bin/screener evaluate --synthetic 200 --seed 2 -o eval/synthetic
 cp eval/synthetic/benchmark.json "$W/benchmark.json"
 DEV=()

@@ -43,9 +43,12 @@ def test_table_with_intervals(tmp_path, fake_model, monkeypatch, capsys):
                 fnr_upper_bound=1.0, feasible=False, iso_x=[0.0, 1.0], iso_y=[0.1, 0.9]
                 ).save(fake_model.weights_dir / "calibration.json")
     CR = synth_eval.CaseResult
-    results = [CR(True, "mass", 10.0, 3.0, "FLAIR", 0.9, True, 5.0),    # detected
-               CR(True, "mass", 10.0, 3.0, "FLAIR", 0.9, False, 0.5),   # flagged, wrong place
-               CR(True, "mass", 10.0, 3.0, "FLAIR", 0.2, True, 4.0),    # below threshold
+    # drawn at 10 mm (diameter_mm); binned by what they measure (last field)
+    results = [CR(True, "mass", 10.0, 3.0, "FLAIR", 0.9, True, 5.0, 15.8),    # detected
+               CR(True, "mass", 10.0, 3.0, "FLAIR", 0.9, False, 0.5, 12.0),   # flagged, wrong place
+               CR(True, "mass", 10.0, 3.0, "FLAIR", 0.2, True, 4.0, 10.0),    # below threshold
+               CR(True, "infarct", 10.0, 3.0, "FLAIR", 0.9, True, 6.0, 7.1),  # measures 5-10 mm
+               CR(True, "infarct", 3.0, 3.0, "FLAIR", 0.9, False, 6.0, 2.5),  # under 3 mm: no class
                CR(False, None, None, 3.0, "T1", 0.1, False),       # negative
                CR(False, None, None, 3.0, "T1", 0.7, False)]       # false positive
     monkeypatch.setattr(synth_eval, "run_cases", lambda n, seed, space, model, config: results)
@@ -53,19 +56,69 @@ def test_table_with_intervals(tmp_path, fake_model, monkeypatch, capsys):
     table = json.loads((tmp_path / "out" / "benchmark.json").read_text())
     assert table["schema_version"] == "1" and table["seed"] == 11 and table["score_threshold"] == 0.5
     assert table["model"] == {"name": "m", "version": "0", "weights_sha256": "abc"}
-    (cell,) = table["cells"]
+    small, cell = table["cells"]  # the infarct drawn at 10 mm sits in the 5 mm class
+    assert (small["diameter_mm"], small["kind"], small["n"], small["detected"]) == (5.0, "infarct", 1, 1)
+    assert cell["diameter_mm"] == 10.0 and cell["kind"] == "mass"
     assert (cell["n"], cell["detected"]) == (3, 1) and cell["sensitivity"] == pytest.approx(1 / 3)
     assert cell["ci95"][0] < 1 / 3 < cell["ci95"][1]
+    assert table["lesions_below_smallest_class"] == 1
     assert table["specificity"]["n"] == 2 and table["specificity"]["negative"] == 1
-    assert table["n_screened"] == 5
+    assert table["n_screened"] == 7
     rows = (tmp_path / "out" / "synthetic_cases.csv").read_text().splitlines()
-    assert len(rows) == 6 and rows[1].endswith("True,True,True") and ",5.0," in rows[1]
+    assert rows[0].startswith("lesion,kind,drawn_diameter_mm,measured_diameter_mm,size_class_mm,")
+    assert len(rows) == 8 and rows[1].endswith("True,True,True") and ",10.0,15.8,10.0," in rows[1]
+    assert ",10.0,7.1,5.0," in rows[4] and ",3.0,2.5,," in rows[5]
     assert table["by_contrast_sd"] == [
+        {"diameter_mm": 5.0, "contrast_sd_min": 4.0, "n": 1, "detected": 1},
         {"diameter_mm": 10.0, "contrast_sd_min": 0.0, "n": 1, "detected": 0},
         {"diameter_mm": 10.0, "contrast_sd_min": 4.0, "n": 2, "detected": 1}]
     out = capsys.readouterr().out
-    assert "diameter 10 mm: sensitivity 1/3" in out
+    assert "lesions measuring 10-20 mm: sensitivity 1/3" in out
+    assert "lesions measuring 5-10 mm: sensitivity 1/1" in out and "under 3 mm (not in any class): 1" in out
     assert "standing out 0-1 SD: sensitivity 0/1" in out and "out >= 4 SD: sensitivity 1/2" in out
+
+
+def test_a_lesion_case_without_its_measured_size_is_refused():
+    CR = synth_eval.CaseResult
+    with pytest.raises(ValueError, match="measured diameter"):
+        synth_eval.benchmark_table([CR(True, "mass", 10.0, 3.0, "T1", 0.9, True, 5.0)], 0.5, {}, 0)
+
+
+def test_size_classes_are_lower_edges_of_measured_diameters():
+    assert synth_eval.size_class_mm(None) is None
+    assert synth_eval.size_class_mm(2.9) is None
+    assert [synth_eval.size_class_mm(v) for v in (3.0, 7.1, 10.0, 19.9, 27.7, 68.0)] == [
+        3.0, 5.0, 10.0, 10.0, 20.0, 40.0]
+
+
+def test_measured_diameter_of_a_drawn_sphere_on_an_anisotropic_grid():
+    aff = np.diag([1.0, 1.0, 3.0, 1.0])  # 3 mm slices
+    z, y, x = np.mgrid[-20:21, -20:21, -7:8]
+    mask = (z**2 + y**2 + (3.0 * x) ** 2) <= 12.0**2  # a 24 mm ball in world mm
+    assert synth_eval.measured_diameter_mm(mask, aff) == pytest.approx(24.0, abs=1.0)
+    assert synth_eval.measured_diameter_mm(np.zeros((3, 3, 3), bool), aff) is None
+
+
+def test_drawn_and_measured_sizes_differ_by_kind():
+    """Why the benchmark bins by measurement: the generator's size parameter is not the size a
+    lesion measures (a wedge infarct is cut by the cortex, a mass carries its oedema)."""
+    from screener.model.anatomy import load_all
+    from screener.model.synth import SampleSpec, SynthConfig, SynthGenerator
+    from screener.config import repo_path
+
+    maps_dir = repo_path(SynthConfig().label_maps_dir)
+    if not maps_dir.exists():
+        pytest.skip("../shared/synth-label-maps not present")
+    gen = SynthGenerator(SynthConfig(), load_all(maps_dir, 2))
+    sizes = {}
+    for kind in ("infarct", "mass"):
+        spec = SampleSpec(lesion=True, kind=kind, diameter_mm=20.0, slice_thickness_mm=2.0,
+                          contrast="T2", n_lesions=1)
+        vals = [synth_eval.measured_diameter_mm(s.lesion_mask.numpy(), s.affine)
+                for s in (gen.sample(seed, spec) for seed in range(8))]
+        sizes[kind] = [v for v in vals if v is not None]
+    assert np.median(sizes["infarct"]) < 18.0  # drawn at 20 mm, measured 13-19 mm
+    assert max(sizes["mass"]) > 30.0  # a 20 mm mass with its surrounding oedema
 
 
 def test_lesion_contrast_sd_measures_against_the_surrounding_brain():

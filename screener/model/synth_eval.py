@@ -35,12 +35,34 @@ CONTRASTS = ("T1", "T2", "FLAIR", "PD", "SWI")
 class CaseResult:
     lesion: bool
     kind: str | None
-    diameter_mm: float | None
+    diameter_mm: float | None  # the generator's size parameter the lesion was drawn with
     slice_thickness_mm: float
     contrast: str
     score: float
     hit: bool  # a finding overlaps the true lesion
     contrast_sd: float | None = None  # lesion_contrast_sd of the drawn lesion (None: no lesion)
+    # What the lesion measures: its mask's maximum diameter in world mm (decide.max_diameter_mm,
+    # as findings are measured). The benchmark's size classes and the calibration's claimed
+    # sizes use this, not diameter_mm: a wedge infarct drawn at 10 mm measures about 7 mm, a
+    # mass with its oedema drawn at 10 mm about 16 mm.
+    measured_diameter_mm: float | None = None
+
+
+def measured_diameter_mm(lesion_mask: np.ndarray, affine: np.ndarray) -> float | None:
+    """Maximum diameter (world mm) of a drawn lesion mask, None when it is empty."""
+    from screener.decide import max_diameter_mm
+
+    idx = np.argwhere(np.asarray(lesion_mask, dtype=bool))
+    return float(max_diameter_mm(idx, affine)) if len(idx) else None
+
+
+def size_class_mm(measured_mm: float | None) -> float | None:
+    """The benchmark size class of a lesion measuring `measured_mm`: the largest DIAMETERS_MM
+    value not above it (the class [d_i, d_i+1)); None below the smallest class or unmeasured."""
+    if measured_mm is None:
+        return None
+    below = [d for d in DIAMETERS_MM if d <= measured_mm + 1e-9]
+    return max(below) if below else None
 
 
 def load_for_measuring(weights: str | None = None, threads: int = 2) -> tuple[dict[str, Any], Any, Any]:
@@ -179,34 +201,50 @@ def run_cases(n: int, seed: int, space: str, model: Any, config: dict[str, Any],
             continue
         score, hit = run_case(sample, model, config)
         cnr = lesion_contrast_sd(sample.image[0].numpy(), sample.target.numpy())
+        size = measured_diameter_mm(sample.lesion_mask.numpy(), sample.affine) if has else None
         out.append(CaseResult(lesion=spec.lesion, kind=spec.kind, diameter_mm=spec.diameter_mm,
                               slice_thickness_mm=float(spec.slice_thickness_mm or 2.0),
                               contrast=spec.contrast or "random", score=score, hit=hit,
-                              contrast_sd=cnr))
+                              contrast_sd=cnr, measured_diameter_mm=size))
     return out
 
 
 def benchmark_table(results: list[CaseResult], threshold: float, model_info: dict[str, Any],
                     seed: int) -> dict[str, Any]:
-    """Aggregate case results into the benchmark.json table (format in resolution.py)."""
+    """Aggregate case results into the benchmark.json table (format in resolution.py).
+
+    A cell's diameter_mm is the lower edge of a size class of *measured* lesion diameters
+    (size_class_mm): the cell for 10 mm holds lesions measuring 10 to under 20 mm. Lesions
+    measuring less than the smallest class are counted in `lesions_below_smallest_class` only.
+    """
     cells: dict[tuple, list[int]] = {}
+    strength: dict[tuple, list[int]] = {}
+    below = 0
     for r in results:
         if not r.lesion:
             continue
-        key = (r.diameter_mm, r.slice_thickness_mm, r.kind, r.contrast)
-        c = cells.setdefault(key, [0, 0])
+        if r.measured_diameter_mm is None:
+            raise ValueError("a lesion case without its measured diameter cannot be binned by size")
+        size = size_class_mm(r.measured_diameter_mm)
+        if size is None:
+            below += 1
+            continue
+        detected = int(r.score >= threshold and r.hit)
+        c = cells.setdefault((size, r.slice_thickness_mm, r.kind, r.contrast), [0, 0])
         c[0] += 1
-        c[1] += int(r.score >= threshold and r.hit)
-    strength: dict[tuple, list[int]] = {}
-    for r in results:
-        if r.lesion and r.contrast_sd is not None:
-            c = strength.setdefault((r.diameter_mm, contrast_bin(r.contrast_sd)), [0, 0])
+        c[1] += detected
+        if r.contrast_sd is not None:
+            c = strength.setdefault((size, contrast_bin(r.contrast_sd)), [0, 0])
             c[0] += 1
-            c[1] += int(r.score >= threshold and r.hit)
+            c[1] += detected
     normals = [r for r in results if not r.lesion]
     neg = sum(r.score < threshold for r in normals)
     return {
         "schema_version": "1", "model": model_info, "seed": seed, "score_threshold": threshold,
+        "diameter_definition": "measured: maximum diameter of the drawn lesion mask in world mm "
+                               "(as findings are measured); a cell's diameter_mm is the lower "
+                               "edge of its size class",
+        "lesions_below_smallest_class": below,
         "cells": [{"diameter_mm": k[0], "slice_thickness_mm": k[1], "kind": k[2], "contrast": k[3],
                    "n": v[0], "detected": v[1], "sensitivity": v[1] / v[0]}
                   for k, v in sorted(cells.items())],
@@ -223,7 +261,7 @@ CLAIMED_MIN_DIAMETER_MM = 10.0
 def calibrate(model: Any, n: int, seed: int, config: dict[str, Any]) -> Any:
     """Fit and save weights/<name>/calibration.json from n held-out calibration heads.
 
-    The target sensitivity is for the lesions the screener claims to find (diameter >= 10 mm,
+    The target sensitivity is for the lesions the screener claims to find (measuring >= 10 mm,
     slices <= 5 mm): calibrating on sub-resolution lesions as well would push the threshold to
     zero and flag every study. Smaller lesions are measured by the benchmark, not calibrated.
     """
@@ -231,7 +269,13 @@ def calibrate(model: Any, n: int, seed: int, config: dict[str, Any]) -> Any:
     from screener.decide import decide_config
 
     dc = decide_config(config)
-    res = run_cases(n, seed, "calib", model, config, CLAIMED_MIN_DIAMETER_MM)
+    drawn = run_cases(n, seed, "calib", model, config, CLAIMED_MIN_DIAMETER_MM)
+    # Positives are lesions that *measure* at least the claimed size; a lesion drawn at 10 mm
+    # that measures less is neither claimed nor lesion-free, so it does not enter calibration.
+    res = [r for r in drawn if not r.lesion
+           or (r.measured_diameter_mm or 0.0) >= CLAIMED_MIN_DIAMETER_MM]
+    log.info("calibration: %d of %d lesion heads measure >= %g mm", sum(r.lesion for r in res),
+             sum(r.lesion for r in drawn), CLAIMED_MIN_DIAMETER_MM)
     # A lesion case counts as positive evidence only when the finding is on the lesion; a
     # score from elsewhere must not lower the threshold needed to find the lesion itself.
     scores = [r.score if (not r.lesion or r.hit) else 0.0 for r in res]

@@ -65,7 +65,7 @@ def main() -> int:
     samples = [(spec, gen.sample(s, spec)) for s, spec in specs]
     samples = [(spec, s) for spec, s in samples if not spec.lesion or s.lesion_mask.any()]
     print(f"weights {base.name} {base.version}: {len(samples)} calibration heads "
-          f"({sum(spec.lesion for spec, _ in samples)} with a lesion >= 10 mm)")
+          f"({sum(spec.lesion for spec, _ in samples)} with a lesion drawn at >= 10 mm)")
     for window in args.windows:
         parts = window.split("+")
         spec_w, flip = parts[0], "flip" in parts[1:]

@@ -1,10 +1,10 @@
 """Why lesions are missed: per-lesion rows on calibration heads, an anatomy-oracle bound for the
 outlier term, and training against held-out anatomy.
 
-Three measurements on the calibration heads (seed 1, lesions >= 10 mm, every 4th head lesion-free;
+Three measurements on the calibration heads (seed 1, lesions drawn at >= 10 mm, every 4th head lesion-free;
 the same heads as benchmarks/inference_settings.py), none on benchmark or real cases:
 
-1. Per lesion: kind, diameter, slice thickness, contrast, how far it stands out from the brain
+1. Per lesion: kind, diameter (drawn, and measured as findings are), slice thickness, contrast, how far it stands out from the brain
    around it (synth_eval.lesion_contrast_sd), the learned channel's and the fused map's maximum
    inside it, and how much of it the brain mask covers. A lesion that stands out but lies
    outside the brain mask is a mask failure; one that does not stand out is a subtle lesion.
@@ -129,7 +129,9 @@ def main() -> int:
                 region_labels.update(original["labels"][region].tolist())
             if spec.lesion and title.startswith("held"):
                 sd = synth_eval.lesion_contrast_sd(img, truth)
-                print(f"  {spec.kind:13s} {spec.diameter_mm:3.0f} mm  slices {spec.slice_thickness_mm:g} mm"
+                size = synth_eval.measured_diameter_mm(les, sample.affine) or 0.0
+                print(f"  {spec.kind:13s} drawn {spec.diameter_mm:3.0f} mm, measures {size:5.1f} mm"
+                      f"  slices {spec.slice_thickness_mm:g} mm"
                       f"  {spec.contrast:6s} contrast {'n/a' if sd is None else f'{sd:4.1f}'} SD"
                       f"  learned max {pred.learned_prob[les].max():.2f}"
                       f"  fused max {pred.lesion_prob[les].max():.2f}"

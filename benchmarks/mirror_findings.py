@@ -76,7 +76,7 @@ def main() -> int:
                 out.append((bool((comp & les).any()), support, asym, f.probability, f.volume_ml))
             rows[name].append((bool(spec.lesion), out))
     n_les = sum(r[0] for r in rows["fused"])
-    print(f"{len(rows['fused'])} calibration heads ({n_les} with a lesion >= 10 mm); "
+    print(f"{len(rows['fused'])} calibration heads ({n_les} with a lesion drawn at >= 10 mm); "
           f"check: drop support >= {s_max:g} and asym_z < {z_min:g}")
     for name, res in rows.items():
         print(f"\n{name}")

@@ -2,7 +2,10 @@
 
 Reads the benchmark table shipped with the weights (weights/<name>/benchmark.json, written by
 ``screener evaluate --synthetic``) and answers: at this study's slice thickness, what is the
-smallest lesion diameter the model detected with at least the configured sensitivity?
+smallest lesion diameter the model detected with at least the configured sensitivity? A cell's
+diameter is the lower edge of a class of *measured* lesion diameters (the drawn mask's maximum
+diameter in world mm, as findings are measured; ``synth_eval.size_class_mm``), so a claim of d mm
+covers lesions measuring d mm and more.
 
 Conservative by construction:
 - the study's through-plane size is max(SliceThickness, slice spacing), so a gap counts;

@@ -47,6 +47,9 @@ def main() -> int:
     ap.add_argument("--scales", type=float, nargs="+", default=[0.05, 0.5, 2.0])
     ap.add_argument("--grow", type=float, nargs="*", default=[],
                     help="hysteresis low thresholds to compare (default: none)")
+    ap.add_argument("--measured-min", type=float, default=None, metavar="MM",
+                    help="keep only the lesion heads whose lesion measures >= MM "
+                         "(synth_eval.measured_diameter_mm; default: all, drawn at >= 10 mm)")
     ap.add_argument("--weights", default=None,
                     help="weights bundle directory to run instead of the config's (a candidate "
                          "exported with `screener train --export DIR`)")
@@ -64,8 +67,13 @@ def main() -> int:
     specs = synth_eval.cases(args.n, args.seed, "calib", run_seed, synth_eval.CLAIMED_MIN_DIAMETER_MM)
     samples = [(spec, gen.sample(s, spec)) for s, spec in specs]
     samples = [(spec, s) for spec, s in samples if not spec.lesion or s.lesion_mask.any()]
+    what = "drawn at >= 10 mm"
+    if args.measured_min is not None:  # keep the lesion heads whose lesion measures enough
+        samples = [(spec, s) for spec, s in samples if not spec.lesion or (
+            synth_eval.measured_diameter_mm(s.lesion_mask.numpy(), s.affine) or 0.0) >= args.measured_min]
+        what = f"measuring >= {args.measured_min:g} mm"
     print(f"weights {base.name} {base.version}: {len(samples)} calibration heads "
-          f"({sum(spec.lesion for spec, _ in samples)} with a lesion drawn at >= 10 mm)")
+          f"({sum(spec.lesion for spec, _ in samples)} with a lesion {what})")
     for window in args.windows:
         parts = window.split("+")
         spec_w, flip = parts[0], "flip" in parts[1:]

@@ -49,6 +49,14 @@ class TrainConfig:
     lesion_tversky_weight: float = 0.0
     tversky_alpha: float = 0.3
     tversky_beta: float = 0.7
+    # Crop-level detection term (multiple-instance): binary cross-entropy between the mean of the
+    # crop's `crop_detection_ml` most lesion-like voxels (lesion softmax) and whether the crop
+    # holds at least that volume of lesion. A lesion-free crop is pushed to have no confident
+    # cluster of that size anywhere (what flags a study: decide's score saturates above about
+    # that volume), which a voxel-wise loss barely sees. Crops holding some lesion but less than
+    # that volume are left out of the term. Weight 0 = off (every run before configs/train-mil.yaml).
+    crop_detection_weight: float = 0.0
+    crop_detection_ml: float = 0.5
     log_every: int = 50
     val_every: int = 500
     checkpoint_every: int = 250
@@ -195,17 +203,38 @@ def make_loss(cfg: TrainConfig, class_weights: torch.Tensor) -> Any:
     from screener.model.anatomy import Tissue
 
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, weight=class_weights, batch=True)
-    if cfg.lesion_tversky_weight <= 0:
+    if cfg.lesion_tversky_weight <= 0 and cfg.crop_detection_weight <= 0:
         return dice_ce
     tversky = TverskyLoss(alpha=cfg.tversky_alpha, beta=cfg.tversky_beta, batch=True)
     lesion = int(Tissue.LESION)
+    k = max(1, int(round(cfg.crop_detection_ml * 1000.0 / cfg.synth.voxel_mm**3)))
 
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         p_lesion = torch.softmax(logits, 1)[:, lesion:lesion + 1]
-        return dice_ce(logits, target) + cfg.lesion_tversky_weight * tversky(
-            p_lesion, (target == lesion).to(p_lesion.dtype))
+        truth = (target == lesion).to(p_lesion.dtype)
+        total = dice_ce(logits, target)
+        if cfg.lesion_tversky_weight > 0:
+            total = total + cfg.lesion_tversky_weight * tversky(p_lesion, truth)
+        if cfg.crop_detection_weight > 0:
+            total = total + cfg.crop_detection_weight * crop_detection_loss(p_lesion, truth, k)
+        return total
 
     return loss
+
+
+def crop_detection_loss(p_lesion: torch.Tensor, truth: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over the batch's decidable crops of BCE(mean of the k highest lesion probabilities,
+    crop holds >= k lesion voxels); crops with 1 to k-1 lesion voxels are not decidable.
+    p_lesion, truth: (B, 1, X, Y, Z). 0 when no crop is decidable."""
+    import torch
+
+    flat = p_lesion.flatten(1)
+    top = flat.topk(min(k, flat.shape[1]), dim=1).values.mean(1).clamp(1e-6, 1.0 - 1e-6)
+    n_lesion = truth.flatten(1).sum(1)
+    label = (n_lesion >= k).to(top.dtype)
+    use = ((n_lesion == 0) | (n_lesion >= k)).to(top.dtype)
+    bce = -(label * torch.log(top) + (1.0 - label) * torch.log1p(-top))
+    return (bce * use).sum() / use.sum().clamp_min(1.0)
 
 
 def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | None = None) -> Path:

@@ -107,6 +107,50 @@ def test_lesion_tversky_term_penalises_misses_more_than_false_alarms():
     assert extra_miss / 16 > extra_false / 32 * 1.5
 
 
+def test_crop_detection_term_punishes_a_confident_cluster_in_a_lesion_free_crop():
+    import dataclasses
+
+    import torch
+
+    from screener.model.anatomy import N_CLASSES, Tissue
+    from screener.model.train import TrainConfig, crop_detection_loss, make_loss
+
+    k = 8
+    free = torch.zeros((1, 1, 8, 8, 8))                       # lesion-free crop
+    cluster = torch.full_like(free, 0.01)
+    cluster[..., 2:4, 2:4, 2:4] = 0.99                        # 8 confident false voxels
+    assert float(crop_detection_loss(cluster, free, k)) > 3.0
+    assert float(crop_detection_loss(torch.full_like(free, 0.01), free, k)) < 0.02
+    lesion = torch.zeros_like(free)
+    lesion[..., 0:2, 0:2, 0:2] = 1.0                          # 8 lesion voxels: a positive crop
+    assert float(crop_detection_loss(torch.full_like(free, 0.01), lesion, k)) > 3.0
+    assert float(crop_detection_loss(cluster, lesion, k)) < 0.02
+    small = torch.zeros_like(free)
+    small[..., 0, 0, 0] = 1.0                                 # 1 to k-1 lesion voxels: left out
+    assert float(crop_detection_loss(cluster, small, k)) == 0.0
+    both = crop_detection_loss(torch.cat([cluster, cluster]), torch.cat([free, small]), k)
+    assert float(both) == float(crop_detection_loss(cluster, free, k))
+    p = cluster.clone().requires_grad_(True)
+    crop_detection_loss(p, free, k).backward()
+    assert float(p.grad[..., 2, 2, 2]) > 0 and float(p.grad[..., 6, 6, 6]) == 0.0  # down on the cluster
+
+    # In the training loss: off by default; with a weight it adds exactly weight x the term.
+    cfg = TrainConfig()
+    assert cfg.crop_detection_weight == 0.0
+    target = torch.full((1, 1, 8, 8, 8), int(Tissue.WM), dtype=torch.long)
+    logits = torch.zeros((1, N_CLASSES, 8, 8, 8))
+    logits[:, int(Tissue.WM)] = 4.0
+    logits[:, int(Tissue.LESION), 2:4, 2:4, 2:4] = 12.0
+    weights = torch.ones(N_CLASSES)
+    base = make_loss(dataclasses.replace(cfg, lesion_tversky_weight=1.0), weights)
+    mil_cfg = dataclasses.replace(cfg, lesion_tversky_weight=1.0, crop_detection_weight=0.5,
+                                  crop_detection_ml=8 * cfg.synth.voxel_mm**3 / 1000.0)
+    extra = float(make_loss(mil_cfg, weights)(logits, target) - base(logits, target))
+    p_les = torch.softmax(logits, 1)[:, int(Tissue.LESION):int(Tissue.LESION) + 1]
+    assert extra == pytest.approx(0.5 * float(crop_detection_loss(p_les, torch.zeros_like(p_les), 8)),
+                                  rel=1e-5)
+
+
 def _tiny(top_norm: bool):
     from screener.model.networks import NetworkConfig, build_network
 

@@ -43,8 +43,8 @@ class CaseResult:
     contrast_sd: float | None = None  # lesion_contrast_sd of the drawn lesion (None: no lesion)
     # What the lesion measures: its mask's maximum diameter in world mm (decide.max_diameter_mm,
     # as findings are measured). The benchmark's size classes and the calibration's claimed
-    # sizes use this, not diameter_mm: a wedge infarct drawn at 10 mm measures about 7 mm, a
-    # mass with its oedema drawn at 10 mm about 16 mm.
+    # sizes use this, not diameter_mm: on the benchmark's heads a wedge infarct drawn at 10 mm
+    # measures about 8 mm (median), a mass drawn at 20 mm, with its oedema, about 34 mm.
     measured_diameter_mm: float | None = None
 
 

@@ -57,6 +57,7 @@ class DecideConfig:
     delta: float
     threshold_method: str
     min_size_sensitivity: float
+    min_size_n: int
     resolution_aggregate: str
     slice_tolerance_mm: float
 

@@ -12,7 +12,9 @@ Conservative by construction:
 - the benchmark row used is the nearest benchmarked thickness that is >= the study's (a thinner
   benchmark would flatter a thick study); thicker than every row -> no claim;
 - the claimed diameter is the smallest one from which *every* larger benchmarked diameter
-  also reaches the sensitivity (a lucky small cell cannot undercut a weak larger one);
+  also reaches the sensitivity (a lucky small cell cannot undercut a weak larger one), and the
+  lesions of that diameter or more at that thickness number at least ``min_n``
+  (``decide.min_size_n``): two of two found is not a claim;
 - cells are pooled over lesion kind and contrast (detected / n per diameter x thickness), or,
   with ``decide.resolution_aggregate: worst_kind``, the weakest kind's pooled sensitivity.
 No claim (``min_detectable_diameter_mm`` null) makes a would-be negative study indeterminate.
@@ -112,6 +114,7 @@ def resolution_limits(
     min_sensitivity: float = 0.90,
     aggregate: str = "pooled",
     tolerance: float = 0.05,
+    min_n: int = 10,
 ) -> dict[str, Any]:
     """The ``resolution_limits`` block of report.json for one series geometry.
 
@@ -123,6 +126,8 @@ def resolution_limits(
         min_sensitivity: sensitivity a diameter must reach (``decide.min_size_sensitivity``).
         aggregate: ``pooled`` | ``worst_kind``.
         tolerance: mm within which a benchmark thickness counts as equal.
+        min_n: benchmark lesions of the claimed diameter or more (at that thickness) a claim
+            needs (``decide.min_size_n``).
 
     Returns:
         voxel_mm, slice_thickness_mm, slice_gap_mm, min_detectable_diameter_mm (None = no
@@ -149,16 +154,20 @@ def resolution_limits(
         else:
             t_b = min(rows)
             table = sensitivity_table(bench, t_b, aggregate, tolerance)
-            claim = None
+            claim, n_at_least, short = None, 0, False
             for diameter in sorted(table, reverse=True):  # walk down while all larger pass
-                if table[diameter][0] >= min_sensitivity:
+                if table[diameter][0] < min_sensitivity:
+                    break
+                n_at_least += table[diameter][1]
+                if n_at_least >= min_n:
                     claim = diameter
                 else:
-                    break
+                    short = True
             out["benchmark_slice_thickness_mm"] = t_b
             if claim is None:
                 reason = (f"no benchmarked diameter reaches {min_sensitivity:.0%} sensitivity "
-                          f"at {t_b:g} mm slices")
+                          f"at {t_b:g} mm slices"
+                          + (f" on at least {min_n} lesions of that size or more" if short else ""))
             else:
                 out.update(min_detectable_diameter_mm=claim,
                            sensitivity_at_min_diameter=round(table[claim][0], 4),

@@ -73,6 +73,25 @@ def test_claim_needs_every_larger_diameter_to_pass(bench):
     assert lim["min_detectable_diameter_mm"] == 10.0 and lim["sensitivity_at_min_diameter"] == 1.0
 
 
+def test_claim_needs_enough_lesions_of_that_size_or_more(tmp_path):
+    def limits(cells, min_n=10):
+        data = {"schema_version": "1", "model": {}, "seed": 1, "score_threshold": 0.5,
+                "cells": cells, "specificity": {"n": 1, "negative": 1, "value": 1.0}}
+        path = tmp_path / "b.json"
+        path.write_text(json.dumps(data))
+        return resolution_limits((1, 1, 3), 3.0, 0.0, load_benchmark(path), min_n=min_n)
+
+    # 2/2 at 40 mm above a failing 20 mm class: no claim, and the reason says why.
+    lone = limits([cell(20, 3, 8, n=9), cell(40, 3, 2, n=2)])
+    assert lone["min_detectable_diameter_mm"] is None
+    assert "on at least 10 lesions of that size or more" in lone["no_claim_reason"]
+    lenient = limits([cell(20, 3, 8, n=9), cell(40, 3, 2, n=2)], min_n=2)
+    assert lenient["min_detectable_diameter_mm"] == 40.0
+    # 7/7 at 40 mm is too few alone; with 8/8 at 20 mm below it the claim is 20 mm (15 lesions).
+    both = limits([cell(10, 3, 7, n=12), cell(20, 3, 8, n=8), cell(40, 3, 7, n=7)])
+    assert both["min_detectable_diameter_mm"] == 20.0 and both["benchmark_n"] == 8
+
+
 def test_no_claim_cases(bench):
     none_pass = resolution_limits((0.9, 0.9, 7.0), 7.0, 0.0, bench)
     assert none_pass["min_detectable_diameter_mm"] is None

@@ -55,7 +55,7 @@ def main() -> int:
             continue
         img = sample.image[0].numpy()
         les = sample.target.numpy() == int(Tissue.LESION)
-        vox_mm = float(abs(sample.affine[0, 0]))
+        vox_mm = gen.cfg.voxel_mm
         pred = predict(SeriesVolume(data=img, affine=sample.affine,
                                     info=SeriesInfo("synthetic", "synthetic")), model,
                        diagnostics=True)

@@ -226,14 +226,14 @@ def crop_detection_loss(p_lesion: torch.Tensor, truth: torch.Tensor, k: int) -> 
     """Mean over the batch's decidable crops of BCE(mean of the k highest lesion probabilities,
     crop holds >= k lesion voxels); crops with 1 to k-1 lesion voxels are not decidable.
     p_lesion, truth: (B, 1, X, Y, Z). 0 when no crop is decidable."""
-    import torch
+    import torch.nn.functional as F
 
     flat = p_lesion.flatten(1)
     top = flat.topk(min(k, flat.shape[1]), dim=1).values.mean(1).clamp(1e-6, 1.0 - 1e-6)
     n_lesion = truth.flatten(1).sum(1)
     label = (n_lesion >= k).to(top.dtype)
     use = ((n_lesion == 0) | (n_lesion >= k)).to(top.dtype)
-    bce = -(label * torch.log(top) + (1.0 - label) * torch.log1p(-top))
+    bce = F.binary_cross_entropy(top, label, reduction="none")
     return (bce * use).sum() / use.sum().clamp_min(1.0)
 
 

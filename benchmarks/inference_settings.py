@@ -90,8 +90,9 @@ def main() -> int:
         dice, seconds = [], 0.0
         rows: dict[str, list[tuple[bool, bool, list[tuple[float, float]]]]] = {"fused": [], "learned": []}
         false_ml: dict[str, list[float]] = {"fused": [], "learned": []}
-        # kind, contrast, learned max, brain cover, share of the lesion per predicted tissue class
-        lesions: list[tuple[str, float | None, float, float, np.ndarray]] = []
+        # kind, contrast strength, learned max, brain cover, share of the lesion per predicted
+        # tissue class, image contrast (T1, T2, ...)
+        lesions: list[tuple[str, float | None, float, float, np.ndarray, str]] = []
         grown: dict[float, tuple[list[float], list[float]]] = {
             low: ([], []) for low in [dc.voxel_threshold, *args.grow]}  # lesion Dice, false ml
         for spec, sample in samples:
@@ -125,7 +126,8 @@ def main() -> int:
             if spec.lesion:
                 lesions.append((str(spec.kind), synth_eval.lesion_contrast_sd(img, truth),
                                 float(pred.learned_prob[les].max()), float(brain[les].mean()),
-                                np.bincount(pred.tissue[les].ravel(), minlength=N_CLASSES) / les.sum()))
+                                np.bincount(pred.tissue[les].ravel(), minlength=N_CLASSES) / les.sum(),
+                                str(spec.contrast)))
         print(f"\nwindow {window}: brain Dice {np.mean(dice):.3f}, predict {seconds / len(samples):.2f} s/head")
         if window == args.windows[0]:
             for low, (dices, vols) in grown.items():
@@ -161,10 +163,10 @@ def _grow(prob, brain, low: float, dc) -> np.ndarray:
     return np.isin(lab, keep[keep > 0])
 
 
-def _print_misses(lesions: list[tuple[str, float | None, float, float, np.ndarray]],
+def _print_misses(lesions: list[tuple[str, float | None, float, float, np.ndarray, str]],
                   hits: list[bool]) -> None:
-    """Where the fused map's misses fall (kind, contrast strength) and what they look like,
-    including which tissue the network calls their voxels (argmax class)."""
+    """Where the fused map's misses fall (kind, contrast strength, image contrast) and what
+    they look like, including which tissue the network calls their voxels (argmax class)."""
     from collections import Counter
 
     from screener.model.anatomy import Tissue
@@ -174,7 +176,8 @@ def _print_misses(lesions: list[tuple[str, float | None, float, float, np.ndarra
     def band(c: float | None) -> str:
         return "n/a" if c is None else contrast_bin_label(contrast_bin(c))
 
-    for title, key in (("kind", lambda x: x[0]), ("contrast", lambda x: band(x[1]))):
+    for title, key in (("kind", lambda x: x[0]), ("contrast", lambda x: band(x[1])),
+                       ("image contrast", lambda x: x[5])):
         n, k = Counter(key(x) for x in lesions), Counter(key(x) for x, h in zip(lesions, hits) if h)
         print(f"  fused hits by {title}: " + ", ".join(f"{g} {k[g]}/{n[g]}" for g in sorted(n)))
     missed = [x for x, h in zip(lesions, hits) if not h]

@@ -46,6 +46,10 @@ class SynthConfig:
     # Share of lesions given another tissue's signal (lesions.render_lesions); training only:
     # validation, calibration and the benchmark draw with 0 (held_out_config).
     p_tissue_mimic: float = 0.0
+    # Relative weights of the template contrasts (CONTRASTS order) when a template is drawn;
+    # empty = uniform, with the same random draws as before the option existed. Training only:
+    # held_out_config empties it.
+    contrast_weights: tuple[float, ...] = ()
     p_random_contrast: float = 0.4
     p_skull_stripped: float = 0.2
     p_thick_slices: float = 0.6
@@ -62,7 +66,7 @@ def held_out_config(cfg: SynthConfig) -> SynthConfig:
     """The training generator's config without its training-only emphasis (tissue mimicry):
     what validation, calibration and the benchmark draw with, so their heads stay the same
     across versions."""
-    return replace(cfg, p_tissue_mimic=0.0)
+    return replace(cfg, p_tissue_mimic=0.0, contrast_weights=())
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,16 @@ class SynthGenerator:
         sd = rng.uniform(0.005, 0.05, n)
         return np.clip(mu, 0.0, 1.2), sd, (wm, gm, csf)
 
+    def _template_contrast(self, rng: np.random.Generator) -> str:
+        w = self.cfg.contrast_weights
+        if not w:
+            return CONTRASTS[int(rng.integers(len(CONTRASTS)))]
+        p = np.asarray(w, dtype=float)
+        if p.shape != (len(CONTRASTS),) or (p < 0).any() or p.sum() <= 0:
+            raise ValueError(f"contrast_weights needs {len(CONTRASTS)} non-negative weights "
+                             f"({', '.join(CONTRASTS)}), got {w}")
+        return CONTRASTS[int(rng.choice(len(CONTRASTS), p=p / p.sum()))]
+
     def sample(self, seed: int, spec: SampleSpec | None = None) -> Sample:
         """Draw one synthetic head. Same seed and spec -> same sample."""
         c = self.cfg
@@ -213,7 +227,7 @@ class SynthGenerator:
                 tissue = torch.from_numpy(m.tissue)[labels]
 
         contrast = spec.contrast if spec is not None and spec.contrast else (
-            "random" if rng.random() < c.p_random_contrast else CONTRASTS[int(rng.integers(5))])
+            "random" if rng.random() < c.p_random_contrast else self._template_contrast(rng))
         mu, sd, (wm, gm, csf) = self._label_means(rng, contrast, m)
         texture = gaussian_blur(torch.randn(labels.shape, generator=gen), (0.7, 0.7, 0.7))
         img = torch.from_numpy(mu).float()[labels] + torch.from_numpy(sd).float()[labels] * texture

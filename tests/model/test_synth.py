@@ -79,3 +79,26 @@ def test_tissue_mimic_gives_white_matter_lesions_grey_matter_signal(gen):
         assert abs(les - gm) < abs(les - wm), (seed, les, gm, wm)
         # 0 draws no random number: the default generator's sample is reproduced exactly
         assert torch.equal(off.sample(seed, spec).image, gen.sample(seed, spec).image)
+
+
+def test_contrast_weights_steer_template_draws_and_default_reproduces(gen):
+    import dataclasses
+    from collections import Counter
+
+    from screener.model.synth import CONTRASTS, held_out_config
+
+    base = dataclasses.replace(gen.cfg, p_random_contrast=0.0)
+    t1 = SynthGenerator(dataclasses.replace(base, contrast_weights=(1, 0, 0, 0, 0)), gen.maps)
+    assert {t1.sample(seed, SampleSpec(lesion=False)).contrast for seed in range(6)} == {"T1"}
+    # empty weights: the draws of the generator before the option existed (uniform integers)
+    uniform = SynthGenerator(base, gen.maps)
+    seen = Counter(uniform.sample(seed, SampleSpec(lesion=False)).contrast for seed in range(10))
+    assert set(seen) <= set(CONTRASTS) and len(seen) >= 3
+    same = SynthGenerator(dataclasses.replace(base, contrast_weights=()), gen.maps)
+    assert torch.equal(same.sample(5).image, uniform.sample(5).image)
+    # held-out heads never carry the training emphasis
+    assert held_out_config(dataclasses.replace(base, contrast_weights=(3, 1, 1, 1, 1))
+                           ).contrast_weights == ()
+    with pytest.raises(ValueError, match="contrast_weights"):
+        SynthGenerator(dataclasses.replace(base, contrast_weights=(1, 1)), gen.maps).sample(
+            0, SampleSpec(lesion=False))

@@ -204,3 +204,15 @@ def test_smoke_run_starts_from_another_runs_weights(tmp_path, shared):
     loaded = load_model(ModelConfig(weights=str(out)), "cpu")
     assert isinstance(loaded.net.model[-1][0].adn.N, torch.nn.Identity)
     assert all(torch.equal(v, b[k]) for k, v in loaded.net.state_dict().items())
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "configs").glob("train*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_training_config_loads_and_its_start_is_committed(path):
+    from screener.config import repo_path
+
+    cfg = load_train_config(path)
+    assert cfg.iterations > 0 and cfg.run_dir
+    if cfg.init_from:  # the run it starts from must be in the repository, not on one machine
+        assert repo_path(cfg.init_from).is_file(), cfg.init_from
+    assert len(cfg.synth.contrast_weights) in (0, 5)

@@ -63,9 +63,9 @@ class SynthConfig:
 
 
 def held_out_config(cfg: SynthConfig) -> SynthConfig:
-    """The training generator's config without its training-only emphasis (tissue mimicry):
-    what validation, calibration and the benchmark draw with, so their heads stay the same
-    across versions."""
+    """The training generator's config without its training-only emphasis (tissue mimicry,
+    contrast weights): what validation, calibration and the benchmark draw with, so their heads
+    stay the same across versions."""
     return replace(cfg, p_tissue_mimic=0.0, contrast_weights=())
 
 

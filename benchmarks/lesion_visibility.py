@@ -31,20 +31,23 @@ BANDS = (0.0, 0.5, 1.0, 2.0, 4.0, float("inf"))
 
 
 def replaced_cnr(lesioned: np.ndarray, clean: np.ndarray, mask: np.ndarray, tissue: np.ndarray,
-                 voxel_mm: float = 2.0, shell_mm: float = 4.0) -> float | None:
+                 voxel_mm: float = 2.0) -> float | None:
+    """The lesion's change against the tissue it mostly replaced, within the shell
+    synth_eval.lesion_contrast_sd uses (SHELL_MM); None without enough of that tissue."""
     from scipy import ndimage
 
+    from screener.metrics import robust_sd
     from screener.model.anatomy import Tissue
+    from screener.model.synth_eval import SHELL_MM
 
     host = tissue[mask]
     cls = int(Tissue.WM) if (host == int(Tissue.WM)).sum() >= (host == int(Tissue.GM)).sum() \
         else int(Tissue.GM)
-    near = ndimage.distance_transform_edt(~mask, sampling=voxel_mm) <= shell_mm
+    near = ndimage.distance_transform_edt(~mask, sampling=voxel_mm) <= SHELL_MM
     ref = clean[near & ~mask & (tissue == cls)]
     if ref.size < 10:
         return None
-    sd = 1.4826 * float(np.median(np.abs(ref - np.median(ref)))) or float(np.std(ref)) or 1e-6
-    return abs(float(np.median(lesioned[mask])) - float(np.median(clean[mask]))) / sd
+    return abs(float(np.median(lesioned[mask])) - float(np.median(clean[mask]))) / robust_sd(ref)
 
 
 def main() -> int:
@@ -65,21 +68,17 @@ def main() -> int:
         return 0
 
     import screener.model.lesions as lesion_lib
-    import screener.model.synth as synth
-    import json
-
-    from screener.config import repo_path
     from screener.model import synth_eval
 
-    meta = json.loads(Path(repo_path("weights/screener-synth-v1/configs/metadata.json")).read_text())
-    gen, run_seed = synth_eval._generator(meta)
+    _, _, model = synth_eval.load_for_measuring()  # the configured weights' generator settings
+    gen, run_seed = synth_eval._generator(model.metadata)
     rows = list(csv.DictReader(Path(args.cases_csv).open()))
     real_render = lesion_lib.render_lesions
     seen: dict[str, np.ndarray] = {}
 
     def no_paint(img, tissue, *a, **k):  # same random draws, nothing painted
         seen["tissue"] = tissue.numpy().copy()
-        out, mask = real_render(img, tissue, *a, **k)
+        _, mask = real_render(img, tissue, *a, **k)
         return img.clone(), mask
 
     out_rows = []
@@ -94,11 +93,11 @@ def main() -> int:
         if not spec.lesion:
             continue
         assert row["kind"] == spec.kind and float(row["drawn_diameter_mm"]) == spec.diameter_mm, row
-        synth.lesion_lib.render_lesions = no_paint
+        lesion_lib.render_lesions = no_paint  # synth calls it through the module
         try:
             clean = gen.sample(s, spec)
         finally:
-            synth.lesion_lib.render_lesions = real_render
+            lesion_lib.render_lesions = real_render
         cnr = replaced_cnr(drawn.image[0].numpy(), clean.image[0].numpy(), mask, seen["tissue"])
         out_rows.append({"kind": spec.kind, "measured_mm": float(row["measured_diameter_mm"] or 0),
                          "thickness": spec.slice_thickness_mm, "contrast": spec.contrast,

@@ -160,8 +160,9 @@ def _signal(image: npt.NDArray[np.float64], idx: npt.NDArray[np.int64],
     if ref.size == 0:
         return "mixed"
     med = float(np.median(ref))
-    sd = 1.4826 * float(np.median(np.abs(ref - med))) or float(np.std(ref)) or 1e-6
-    z = (vals - med) / sd
+    from screener.metrics import robust_sd
+
+    z = (vals - med) / robust_sd(ref)
     hi_frac, lo_frac = float(np.mean(z > c.signal_z)), float(np.mean(z < -c.signal_z))
     if hi_frac >= c.mixed_fraction and lo_frac >= c.mixed_fraction:
         return "mixed"

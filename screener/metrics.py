@@ -18,6 +18,13 @@ import numpy.typing as npt
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
 
+def robust_sd(values: npt.ArrayLike) -> float:
+    """1.4826 x the median absolute deviation (the SD for normal data); the plain SD when the
+    MAD is 0, and 1e-6 when that is 0 too, so it can always divide."""
+    v = np.asarray(values, dtype=float)
+    return 1.4826 * float(np.median(np.abs(v - np.median(v)))) or float(np.std(v)) or 1e-6
+
+
 def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
     """Wilson score interval of a binomial proportion k/n.
 

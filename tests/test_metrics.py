@@ -154,3 +154,11 @@ def test_fast_auroc_ap_and_roc_equal_their_definitions_with_ties():
     assert checked >= 10
     with pytest.raises(ValueError):
         m.roc_points([True, True], [0.1, 0.2])
+
+
+def test_robust_sd_is_scaled_mad_with_fallbacks():
+    from screener.metrics import robust_sd
+
+    assert robust_sd([1.0, 2.0, 3.0, 4.0, 100.0]) == pytest.approx(1.4826 * 1.0)  # outlier ignored
+    assert robust_sd([5.0, 5.0, 5.0, 9.0]) == pytest.approx(float(np.std([5.0, 5.0, 5.0, 9.0])))
+    assert robust_sd([2.0, 2.0]) == 1e-6

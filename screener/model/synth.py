@@ -125,6 +125,13 @@ class SynthGenerator:
 
     def __init__(self, config: SynthConfig, label_maps: list[LabelMap] | None = None) -> None:
         self.cfg = config
+        self._contrast_p: np.ndarray | None = None  # template contrast probabilities; None: uniform
+        if config.contrast_weights:
+            p = np.asarray(config.contrast_weights, dtype=float)
+            if p.shape != (len(CONTRASTS),) or (p < 0).any() or p.sum() <= 0:
+                raise ValueError(f"contrast_weights needs {len(CONTRASTS)} non-negative weights "
+                                 f"({', '.join(CONTRASTS)}), got {config.contrast_weights}")
+            self._contrast_p = p / p.sum()
         self.maps = label_maps if label_maps is not None else load_all(
             config.label_maps_dir, config.max_label_maps)
         self._vols = [torch.from_numpy(m.index)[None, None] for m in self.maps]
@@ -196,14 +203,9 @@ class SynthGenerator:
         return np.clip(mu, 0.0, 1.2), sd, (wm, gm, csf)
 
     def _template_contrast(self, rng: np.random.Generator) -> str:
-        w = self.cfg.contrast_weights
-        if not w:
+        if self._contrast_p is None:
             return CONTRASTS[int(rng.integers(len(CONTRASTS)))]
-        p = np.asarray(w, dtype=float)
-        if p.shape != (len(CONTRASTS),) or (p < 0).any() or p.sum() <= 0:
-            raise ValueError(f"contrast_weights needs {len(CONTRASTS)} non-negative weights "
-                             f"({', '.join(CONTRASTS)}), got {w}")
-        return CONTRASTS[int(rng.choice(len(CONTRASTS), p=p / p.sum()))]
+        return CONTRASTS[int(rng.choice(len(CONTRASTS), p=self._contrast_p))]
 
     def sample(self, seed: int, spec: SampleSpec | None = None) -> Sample:
         """Draw one synthetic head. Same seed and spec -> same sample."""

@@ -139,10 +139,10 @@ def lesion_contrast_sd(image: np.ndarray, target: np.ndarray, voxel_mm: float = 
     shell = near & ~lesion & np.isin(target, (int(Tissue.WM), int(Tissue.GM)))
     if shell.sum() < 10:
         return None
+    from screener.metrics import robust_sd
+
     ref = image[shell]
-    med = float(np.median(ref))
-    sd = 1.4826 * float(np.median(np.abs(ref - med))) or float(np.std(ref)) or 1e-6
-    return abs(float(np.median(image[lesion])) - med) / sd
+    return abs(float(np.median(image[lesion])) - float(np.median(ref))) / robust_sd(ref)
 
 
 def run_case(sample: Any, model: Any, config: dict[str, Any]) -> tuple[float, bool]:

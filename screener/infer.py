@@ -71,6 +71,9 @@ class ModelConfig:
     # off and 0.6.0 stays as it was. 1.3 s instead of 1.0 s per head when on.
     hull_closing_mm: float = 0.0
     hull_opening_vox: int = 1
+    # Tissue make-up against the other hemisphere (symmetry.tissue_asymmetry, smoothed by this
+    # many mm; 0 = off) as a third term of the fused map, only with diagnostics for now.
+    asymmetry_sigma_mm: float = 0.0
 
 
 @dataclass
@@ -97,6 +100,8 @@ class Prediction:
     learned_prob: np.ndarray | None = None  # the network's lesion channel alone
     outlier_z: np.ndarray | None = None  # signed tissue-conditional z-score
     tissue: np.ndarray | None = None  # argmax tissue class (uint8), anatomy.Tissue
+    asymmetry: np.ndarray | None = None  # symmetry.tissue_asymmetry, with asymmetry_sigma_mm > 0
+    misplaced_grey: np.ndarray | None = None  # symmetry.misplaced_grey, likewise
     # Where findings may lie (brain plus, with ModelConfig.hull_closing_mm, the CSF inside the
     # brain's hull); None = the brain itself. See assessment_mask().
     assess_prob: np.ndarray | None = None
@@ -415,6 +420,11 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
         lesion = learned
     edge_cm2 = box_edge_area_cm2(keep, box, model.voxel_mm)
     maps = [brain, lesion] + ([learned, z] if diagnostics else [])
+    if diagnostics and cfg.asymmetry_sigma_mm > 0:
+        from screener.model.symmetry import misplaced_grey, tissue_asymmetry
+
+        maps.append(tissue_asymmetry(x[0], probs, model.voxel_mm, cfg.asymmetry_sigma_mm))
+        maps.append(misplaced_grey(x[0], probs, model.voxel_mm).astype(np.float32))
     if hull is not None:
         maps.append(hull_region(brain, judged, lesion, cfg.hull_opening_vox))
     back = resample(np.stack(maps).astype(np.float32), grid_aff, volume.affine, data.shape)
@@ -424,6 +434,9 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
         tissue = probs.argmax(0).astype(np.float32)
         pred.learned_prob = np.clip(back[2], 0, 1)
         pred.outlier_z = back[3]
+        if cfg.asymmetry_sigma_mm > 0:
+            pred.asymmetry = back[4]
+            pred.misplaced_grey = back[5] >= 0.5
         pred.tissue = resample(tissue[None], grid_aff, volume.affine, data.shape,
                                mode="nearest")[0].astype(np.uint8)
     if hull is not None:

@@ -117,3 +117,51 @@ def network_input(image: torch.Tensor, in_channels: int, voxel_mm: float) -> tor
     if in_channels == 2:
         return with_mirror(image, voxel_mm)
     raise ValueError(f"no input defined for a network with {in_channels} input channels")
+
+
+def tissue_asymmetry(image: torch.Tensor, probs: np.ndarray, voxel_mm: float, sigma_mm: float,
+                     plane: Plane | None = None) -> np.ndarray:
+    """How far each voxel's neighbourhood differs in tissue make-up from the mirrored one.
+
+    The network's white-matter, grey-matter and fluid (ventricle + CSF) probabilities, each
+    smoothed by a Gaussian of `sigma_mm`, are compared with their reflections about the
+    midsagittal plane of `image` (X,Y,Z): half the summed absolute difference, in [0, 1]
+    (0 = the same make-up, 1 = no tissue in common). A white-matter lesion the network calls
+    grey matter leaves deep white matter on the other side; a normal head's cortex folds
+    differently left and right, so the term is noisier near the surface.
+    """
+    from scipy import ndimage
+
+    from screener.model.anatomy import Tissue
+
+    plane = plane or estimate_plane(image, voxel_mm)
+    parts = (probs[int(Tissue.WM)], probs[int(Tissue.GM)],
+             probs[int(Tissue.VENTRICLE)] + probs[int(Tissue.CSF)])
+    sigma = sigma_mm / voxel_mm
+    d = np.zeros(probs.shape[1:], dtype=np.float32)
+    for p in parts:
+        s = ndimage.gaussian_filter(p.astype(np.float32), sigma)
+        d += np.abs(s - mirror(torch.from_numpy(s), voxel_mm, plane).numpy())
+    return d / 2.0
+
+
+def misplaced_grey(image: torch.Tensor, probs: np.ndarray, voxel_mm: float, depth_mm: float = 3.0,
+                   tolerance_mm: float = 6.0, plane: Plane | None = None) -> np.ndarray:
+    """Thick grey matter with no thick grey matter near its mirror position (bool, X,Y,Z).
+
+    Cortex is a ribbon a few mm thick; grey matter deeper than `depth_mm` from its own edge is
+    either a deep nucleus or the cerebellar cortex, both found in the other hemisphere too, or
+    something the network called grey matter that is not (a white-matter lesion on T1 has grey
+    matter's signal). Kept: thick grey matter whose reflection about the midsagittal plane of
+    `image` lies more than `tolerance_mm` from any thick grey matter.
+    """
+    from scipy import ndimage
+
+    from screener.model.anatomy import Tissue
+
+    plane = plane or estimate_plane(image, voxel_mm)
+    grey = probs[int(Tissue.GM)] >= 0.5
+    thick = ndimage.distance_transform_edt(grey) * voxel_mm > depth_mm
+    near = ndimage.distance_transform_edt(~thick) * voxel_mm <= tolerance_mm
+    mirrored = mirror(torch.from_numpy(near.astype(np.float32)), voxel_mm, plane).numpy() >= 0.5
+    return thick & ~mirrored

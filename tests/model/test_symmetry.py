@@ -147,3 +147,38 @@ def test_network_input_is_the_image_or_image_and_mirror_and_nothing_else():
     assert network_input(img, 2, 2.0).shape == (2, 20, 24, 20)
     with pytest.raises(ValueError):
         network_input(img, 3, 2.0)
+
+
+def test_tissue_map_comparisons_see_a_one_sided_grey_blob_and_not_symmetric_anatomy():
+    """The two regional comparisons of benchmarks/mirror_tissue.py: symmetric tissue (white
+    matter with a grey nucleus on each side) gives no make-up asymmetry and no misplaced grey
+    matter; a grey-matter-like blob in one hemisphere's white matter gives both, there only."""
+    from screener.model.anatomy import N_CLASSES, Tissue
+    from screener.model.symmetry import misplaced_grey, tissue_asymmetry
+
+    shape, vox = (48, 56, 48), 2.0
+    img = _phantom(np.array([1.0, 0.0, 0.0]), 0.0, shape, vox)
+    axes = [(np.arange(s) - (s - 1) / 2.0) * vox for s in shape]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    brain = (x / 40) ** 2 + (y / 48) ** 2 + (z / 40) ** 2 < 1
+    nuclei = ((np.abs(x) - 16) ** 2 + y ** 2 + z ** 2) < 8 ** 2  # one each side
+    blob = ((x + 20) ** 2 + (y - 24) ** 2 + (z - 10) ** 2) < 7 ** 2  # left only
+
+    def probs(grey: np.ndarray) -> np.ndarray:
+        p = np.zeros((N_CLASSES,) + shape, np.float32)
+        p[int(Tissue.GM)] = brain & grey
+        p[int(Tissue.WM)] = brain & ~grey
+        p[int(Tissue.NONBRAIN)] = ~brain
+        return p
+
+    normal = probs(nuclei)
+    assert tissue_asymmetry(img, normal, vox, 3.0)[brain].max() < 0.1
+    assert not misplaced_grey(img, normal, vox).any()
+    lesion = probs(nuclei | blob)
+    a = tissue_asymmetry(img, lesion, vox, 3.0)
+    assert a[blob].max() > 0.5
+    far = brain & ((x + 20) ** 2 + (y - 24) ** 2 + (z - 10) ** 2 > 14 ** 2) & \
+        ((x - 20) ** 2 + (y - 24) ** 2 + (z - 10) ** 2 > 14 ** 2)
+    assert a[far].max() < 0.1
+    g = misplaced_grey(img, lesion, vox)
+    assert g[blob].sum() > 0 and not g[~blob].any()

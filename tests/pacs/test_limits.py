@@ -7,7 +7,6 @@ import json
 import os
 import ssl
 import subprocess
-import threading
 import time
 from pathlib import Path
 

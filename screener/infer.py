@@ -71,8 +71,11 @@ class ModelConfig:
     # off and 0.6.0 stays as it was. 1.3 s instead of 1.0 s per head when on.
     hull_closing_mm: float = 0.0
     hull_opening_vox: int = 1
-    # Tissue make-up against the other hemisphere (symmetry.tissue_asymmetry, smoothed by this
-    # many mm; 0 = off) as a third term of the fused map, only with diagnostics for now.
+    # Diagnostics only (predict(..., diagnostics=True); 0 = not computed): the tissue map against
+    # the other hemisphere, symmetry.tissue_asymmetry smoothed by this many mm and
+    # symmetry.misplaced_grey. Not part of the fused map: on development heads (0.6.1,
+    # benchmarks/mirror_tissue.py --n 60 --seed 7) neither set any of the 6 missed lesions
+    # measuring >= 10 mm apart from its own head's normal asymmetry.
     asymmetry_sigma_mm: float = 0.0
 
 
@@ -421,10 +424,11 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
     edge_cm2 = box_edge_area_cm2(keep, box, model.voxel_mm)
     maps = [brain, lesion] + ([learned, z] if diagnostics else [])
     if diagnostics and cfg.asymmetry_sigma_mm > 0:
-        from screener.model.symmetry import misplaced_grey, tissue_asymmetry
+        from screener.model.symmetry import estimate_plane, misplaced_grey, tissue_asymmetry
 
-        maps.append(tissue_asymmetry(x[0], probs, model.voxel_mm, cfg.asymmetry_sigma_mm))
-        maps.append(misplaced_grey(x[0], probs, model.voxel_mm).astype(np.float32))
+        plane = estimate_plane(x[0], model.voxel_mm)
+        maps.append(tissue_asymmetry(x[0], probs, model.voxel_mm, cfg.asymmetry_sigma_mm, plane))
+        maps.append(misplaced_grey(x[0], probs, model.voxel_mm, plane=plane).astype(np.float32))
     if hull is not None:
         maps.append(hull_region(brain, judged, lesion, cfg.hull_opening_vox))
     back = resample(np.stack(maps).astype(np.float32), grid_aff, volume.affine, data.shape)

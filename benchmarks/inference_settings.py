@@ -64,14 +64,8 @@ def main() -> int:
 
     _, dc, base = synth_eval.load_for_measuring(args.weights)
     gen, run_seed = synth_eval._generator(base.metadata)
-    specs = synth_eval.cases(args.n, args.seed, "calib", run_seed, synth_eval.CLAIMED_MIN_DIAMETER_MM)
-    samples = [(spec, gen.sample(s, spec)) for s, spec in specs]
-    samples = [(spec, s) for spec, s in samples if not spec.lesion or s.lesion_mask.any()]
-    what = "drawn at >= 10 mm"
-    if args.measured_min is not None:  # keep the lesion heads whose lesion measures enough
-        samples = [(spec, s) for spec, s in samples if not spec.lesion or (
-            synth_eval.measured_diameter_mm(s.lesion_mask.numpy(), s.affine) or 0.0) >= args.measured_min]
-        what = f"measuring >= {args.measured_min:g} mm"
+    samples = list(synth_eval.calibration_heads(gen, run_seed, args.n, args.seed, args.measured_min))
+    what = "drawn at >= 10 mm" if args.measured_min is None else f"measuring >= {args.measured_min:g} mm"
     print(f"weights {base.name} {base.version}: {len(samples)} calibration heads "
           f"({sum(spec.lesion for spec, _ in samples)} with a lesion {what})")
     for window in args.windows:

@@ -42,20 +42,14 @@ def main() -> int:
     model = dataclasses.replace(base, config=dataclasses.replace(
         base.config, asymmetry_sigma_mm=args.sigma))
     gen, run_seed = synth_eval._generator(base.metadata)
-    specs = synth_eval.cases(args.n, args.seed, "calib", run_seed, synth_eval.CLAIMED_MIN_DIAMETER_MM)
     free: list[tuple[float, float, float]] = []  # asymmetry max, misplaced largest, total (ml)
     rows: list[tuple[bool, str, str, float, float, float, float]] = []
-    for s, spec in specs:
-        smp = gen.sample(s, spec)
-        img, truth = smp.image[0].numpy(), smp.target.numpy()
-        les = truth == int(Tissue.LESION)
-        if spec.lesion and (synth_eval.measured_diameter_mm(les, smp.affine) or 0.0) < 10:
-            continue
+    for spec, smp in synth_eval.calibration_heads(gen, run_seed, args.n, args.seed, 10.0):
+        img = smp.image[0].numpy()
+        les = smp.target.numpy() == int(Tissue.LESION)
         pred = predict(SeriesVolume(data=img, affine=smp.affine, info=SeriesInfo("s", "s")),
                        model, diagnostics=True)
         brain = assessment_mask(pred, dc.brain_threshold)
-        hit = bool(((analyse_series(pred.lesion_prob, brain, img, smp.affine, "s", dc).labels > 0)
-                    & les).any())
         near = ndimage.binary_dilation(les, iterations=3)
         away = float(pred.asymmetry[brain & ~near].max())
         grey = pred.misplaced_grey & brain
@@ -67,6 +61,8 @@ def main() -> int:
         if not spec.lesion:
             free.append((away, max(off, default=0.0), sum(off)))
             continue
+        hit = bool(((analyse_series(pred.lesion_prob, brain, img, smp.affine, "s", dc).labels > 0)
+                    & les).any())
         rows.append((hit, str(spec.contrast), str(spec.kind), float(pred.asymmetry[les].max()), away,
                      float(sum(sizes[k - 1] for k in on)), max(off, default=0.0)))
     f = np.asarray(free)

@@ -133,3 +133,29 @@ def test_lesion_contrast_sd_measures_against_the_surrounding_brain():
     image[target == int(Tissue.LESION)] += 0.3
     assert synth_eval.lesion_contrast_sd(image, target) == pytest.approx(3.0, rel=0.2)
     assert synth_eval.lesion_contrast_sd(image, np.full_like(target, int(Tissue.WM))) is None
+
+
+
+def test_calibration_heads_drop_empty_and_too_small_lesions_and_keep_lesion_free_heads():
+    """synth_eval.calibration_heads, which the inference benchmarks draw from: a lesion head is
+    kept only when its lesion exists (and, when asked, measures enough); lesion-free heads stay."""
+    import torch
+
+    class Gen:  # lesion cubes of 0, 3 and 8 voxels of 2 mm in turn: empty, ~9 mm, ~24 mm
+        def __init__(self):
+            self.edges = iter([0, 3, 8] * 10)
+
+        def sample(self, seed, spec):
+            m = torch.zeros(12, 12, 12, dtype=torch.bool)
+            if spec.lesion:
+                k = next(self.edges)
+                m[:k, :k, :k] = True
+            return SimpleNamespace(lesion_mask=m, affine=np.diag([2.0, 2.0, 2.0, 1.0]))
+
+    def kept(measured_min):
+        return [(spec.lesion, int(s.lesion_mask.sum()))
+                for spec, s in synth_eval.calibration_heads(Gen(), 1, 8, 3, measured_min)]
+
+    # 8 cases: 6 lesion heads (edges 0, 3, 8, 0, 3, 8) and 2 lesion-free (cases 3 and 7)
+    assert sorted(kept(None)) == [(False, 0)] * 2 + [(True, 27)] * 2 + [(True, 512)] * 2
+    assert sorted(kept(10.0)) == [(False, 0)] * 2 + [(True, 512)] * 2

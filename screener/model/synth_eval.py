@@ -187,6 +187,21 @@ def cases(n: int, seed: int, space: str, run_seed: int, min_diameter_mm: float =
                                 contrast=c, n_lesions=1)
 
 
+def calibration_heads(gen: Any, run_seed: int, n: int, seed: int, measured_min_mm: float | None = None
+                      ) -> Iterator[tuple[Any, Any]]:
+    """(spec, sample) of the first n calibration-space cases (lesions drawn at >= the claimed
+    size), as the inference benchmarks draw them: lesion heads whose lesion came out empty are
+    dropped, and with `measured_min_mm` also those whose lesion measures less."""
+    for s, spec in cases(n, seed, "calib", run_seed, CLAIMED_MIN_DIAMETER_MM):
+        sample = gen.sample(s, spec)
+        if spec.lesion and not sample.lesion_mask.any():
+            continue
+        if spec.lesion and measured_min_mm is not None and (measured_diameter_mm(
+                sample.lesion_mask.numpy(), sample.affine) or 0.0) < measured_min_mm:
+            continue
+        yield spec, sample
+
+
 def run_cases(n: int, seed: int, space: str, model: Any, config: dict[str, Any],
               min_diameter_mm: float = 0.0) -> list[CaseResult]:
     from tqdm import tqdm

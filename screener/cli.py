@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this long")
     p.add_argument("--export", metavar="WEIGHTS_DIR",
                    help="write the current checkpoint as a weights bundle into WEIGHTS_DIR")
+    p.add_argument("--average", nargs="+", metavar="CKPT",
+                   help="with --export: write the uniform average of these checkpoints instead "
+                        "(files, or COMMIT:PATH from the repository's history)")
     _add_common(p)
 
     p = sub.add_parser("serve", help="DICOM Storage SCP that screens arriving studies",

@@ -350,12 +350,15 @@ def _plain(cfg: TrainConfig) -> dict[str, Any]:
 
 def run_train_cli(args: argparse.Namespace) -> int:
     cfg = load_train_config(args.config, smoke=args.smoke)
+    if getattr(args, "average", None) and not args.export:
+        raise SystemExit("screener train: --average needs --export")
     if args.export:
         from screener.model.bundle import export_bundle
 
         ckpt = repo_path(args.run_dir or cfg.run_dir) / "checkpoint.pt"
-        out = export_bundle(ckpt, Path(args.export), cfg)
-        print(f"exported {ckpt} -> {out}")
+        out = export_bundle(ckpt, Path(args.export), cfg, average_of=args.average)
+        print(f"exported {'the average of ' + ', '.join(args.average) if args.average else ckpt}"
+              f" -> {out}")
         return 0
     path = train(cfg, max_minutes=args.max_minutes,
                  run_dir=Path(args.run_dir) if args.run_dir else None)

@@ -216,3 +216,43 @@ def test_every_training_config_loads_and_its_start_is_committed(path):
     if cfg.init_from:  # the run it starts from must be in the repository, not on one machine
         assert repo_path(cfg.init_from).is_file(), cfg.init_from
     assert len(cfg.synth.contrast_weights) in (0, 5)
+
+
+def test_average_checkpoints_is_the_mean_and_refuses_other_networks(tmp_path):
+    import torch
+
+    from screener.model.bundle import average_checkpoints, read_checkpoint
+
+    a = {"model": {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}, "iteration": 5}
+    b = {"model": {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(3)}, "iteration": 9}
+    torch.save(a, tmp_path / "a.pt")
+    torch.save(b, tmp_path / "b.pt")
+    avg = average_checkpoints([str(tmp_path / "a.pt"), str(tmp_path / "b.pt")])
+    assert torch.equal(avg["model"]["w"], torch.tensor([2.0, 4.0]))
+    assert int(avg["model"]["n"]) == 3 and avg["iteration"] == 9
+    assert avg["averaged_from"] == [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]
+    torch.save({"model": {"w": torch.zeros(3), "n": torch.tensor(3)}, "iteration": 1}, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="not the same network"):
+        average_checkpoints([str(tmp_path / "a.pt"), str(tmp_path / "c.pt")])
+    torch.save({"model": {"w": torch.zeros(2), "n": torch.tensor(4)}, "iteration": 1}, tmp_path / "d.pt")
+    with pytest.raises(ValueError, match="integer tensor"):
+        average_checkpoints([str(tmp_path / "a.pt"), str(tmp_path / "d.pt")])
+    with pytest.raises(ValueError):
+        average_checkpoints([])
+
+
+def test_read_checkpoint_from_the_repository_history():
+    """COMMIT:PATH reads the blob git stored: here the committed checkpoint the working tree holds."""
+    import torch
+
+    from screener.model.bundle import read_checkpoint
+
+    path = "checkpoints/screener-synth-v1-t1/checkpoint.pt"
+    head = subprocess.run(["git", "-C", str(REPO_ROOT), "log", "-1", "--format=%H", "--", path],
+                          capture_output=True, text=True)
+    if head.returncode != 0 or not head.stdout.strip():
+        pytest.skip("no git history here")
+    got = read_checkpoint(f"{head.stdout.strip()}:{path}")
+    want = torch.load(REPO_ROOT / path, map_location="cpu", weights_only=False)
+    assert got["iteration"] == want["iteration"]
+    assert all(torch.equal(got["model"][k], want["model"][k]) for k in want["model"])

@@ -50,6 +50,10 @@ def main() -> int:
     ap.add_argument("--measured-min", type=float, default=None, metavar="MM",
                     help="keep only the lesion heads whose lesion measures >= MM "
                          "(synth_eval.measured_diameter_mm; default: all, drawn at >= 10 mm)")
+    ap.add_argument("--learned-offsets", type=float, nargs="*", default=[], metavar="D",
+                    help="for the first window, also score the fused map with the learned "
+                         "channel's logit raised by D (its decision threshold lowered: p=0.5 at "
+                         "sigmoid(-D)), the outlier term unchanged (default: none)")
     ap.add_argument("--weights", default=None,
                     help="weights bundle directory to run instead of the config's (a candidate "
                          "exported with `screener train --export DIR`)")
@@ -82,8 +86,10 @@ def main() -> int:
             base.config, roi_size=roi, sw_overlap=overlap, tta_flip=flip,
             hull_closing_mm=hull_mm, hull_opening_vox=opening))
         dice, seconds = [], 0.0
-        rows: dict[str, list[tuple[bool, bool, list[tuple[float, float]]]]] = {"fused": [], "learned": []}
-        false_ml: dict[str, list[float]] = {"fused": [], "learned": []}
+        offsets = args.learned_offsets if window == args.windows[0] else []
+        variants = ["fused", "learned"] + [f"fused, learned logit +{d:g}" for d in offsets]
+        rows: dict[str, list[tuple[bool, bool, list[tuple[float, float]]]]] = {v: [] for v in variants}
+        false_ml: dict[str, list[float]] = {v: [] for v in variants}
         # kind, contrast strength, learned max, brain cover, share of the lesion per predicted
         # tissue class, image contrast (T1, T2, ...)
         lesions: list[tuple[str, float | None, float, float, np.ndarray, str]] = []
@@ -103,7 +109,10 @@ def main() -> int:
             dice.append(2 * (brain_true & seen).sum() / (brain_true.sum() + seen.sum()))
             brain = assessment_mask(pred, dc.brain_threshold)  # where findings may lie
             voxel_ml = abs(float(np.linalg.det(sample.affine[:3, :3]))) / 1000.0
-            for name, prob in (("fused", pred.lesion_prob), ("learned", pred.learned_prob)):
+            maps = [("fused", pred.lesion_prob), ("learned", pred.learned_prob)]
+            maps += [(name, _offset_fused(pred.lesion_prob, pred.learned_prob, d))
+                     for name, d in zip(variants[2:], offsets)]
+            for name, prob in maps:
                 a = analyse_series(prob, brain, img, sample.affine, "s", dc)
                 found = a.labels > 0
                 hit = bool((found & les).any())
@@ -144,6 +153,15 @@ def main() -> int:
                 print(f"    score_volume_scale_ml {scale:5}: hit-gated AUROC {auc:.3f}, "
                       f"sensitivity at 90 % specificity {np.mean(np.asarray(pos) > thr):.2f}")
     return 0
+
+
+def _offset_fused(fused: np.ndarray, learned: np.ndarray, offset: float) -> np.ndarray:
+    """The fused map 1 - (1 - l)(1 - q) rebuilt with the learned probability l's logit raised by
+    `offset`; the outlier term q is recovered from the two maps (where l is ~1, so is the map)."""
+    l = np.clip(learned.astype(np.float64), 1e-7, 1 - 1e-7)
+    q = np.clip(1.0 - (1.0 - fused) / (1.0 - l), 0.0, 1.0)
+    l2 = 1.0 / (1.0 + np.exp(-(np.log(l / (1.0 - l)) + offset)))
+    return (1.0 - (1.0 - l2) * (1.0 - q)).astype(np.float32)
 
 
 def _grow(prob, brain, low: float, dc) -> np.ndarray:

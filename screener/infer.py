@@ -46,6 +46,12 @@ class ModelConfig:
     # (hit-gated AUROC 0.400 against 0.406) at 1.6x the predict() time
     # (benchmarks/inference_settings.py --windows 64x80x64@0.5 64x80x64@0.5+flip).
     tta_flip: bool = False
+    # The learned lesion channel's logit is raised by this much before fusion (0 = as trained):
+    # its voxel threshold p >= 0.5 becomes p >= sigmoid(-offset) of the network's own output.
+    # The network is cautious: on lesion-free calibration heads its findings are small (median
+    # about 1 ml) while in most missed lesions its probability stays low but above zero. The
+    # diagnostics' learned_prob stays the network's own output.
+    learned_logit_offset: float = 0.0
     # Fusion of the learned lesion channel with outlier z: q = sigmoid(slope * (|z| - z0)).
     outlier_z0: float = 4.0
     outlier_slope: float = 2.0
@@ -253,6 +259,16 @@ def largest_label(mask: np.ndarray) -> np.ndarray:
     return lab == int(sizes.argmax())
 
 
+def raise_logit(p: np.ndarray, offset: float) -> np.ndarray:
+    """sigmoid(logit(p) + offset), elementwise; p itself when offset is 0. Voxels where p is 0
+    (off the judged brain) stay 0."""
+    if offset == 0:
+        return p
+    q = np.clip(p.astype(np.float64), 1e-12, 1.0 - 1e-12)
+    out = 1.0 / (1.0 + (1.0 - q) / q * np.exp(-offset))
+    return np.where(p > 0, out, 0.0).astype(p.dtype)
+
+
 def outlier_probability(z: np.ndarray, weight: np.ndarray, cfg: ModelConfig) -> np.ndarray:
     """The outlier term of the fused map: weight * sigmoid(slope * (|z| - z0)), `weight` being
     the probability that the voxel is tissue the z-score may judge."""
@@ -412,15 +428,16 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
     probs[int(Tissue.NONBRAIN)] += 1.0 - judged  # everything off the brain (hull) is non-brain
     brain = brain * keep
     learned = probs[int(Tissue.LESION)]
+    judged_learned = raise_logit(learned, cfg.learned_logit_offset)
     z = outlier_z(x[0].numpy(), probs, model.voxel_mm, cfg.outlier)
     if cfg.use_outlier:
         parenchyma = probs[[int(Tissue.WM), int(Tissue.GM), int(Tissue.LESION)]].sum(0)
         if hull is not None:
             parenchyma = parenchyma + hull * probs[int(Tissue.CSF)]
         q = outlier_probability(z, parenchyma, cfg)
-        lesion = 1.0 - (1.0 - learned) * (1.0 - q)
+        lesion = 1.0 - (1.0 - judged_learned) * (1.0 - q)
     else:
-        lesion = learned
+        lesion = judged_learned
     edge_cm2 = box_edge_area_cm2(keep, box, model.voxel_mm)
     maps = [brain, lesion] + ([learned, z] if diagnostics else [])
     if diagnostics and cfg.asymmetry_sigma_mm > 0:

@@ -272,3 +272,51 @@ def test_hull_region_takes_thick_abnormal_blobs_off_the_brain_not_thin_sheets():
     assert region.sum() == (brain >= 0.5).sum() + 36
     # without the opening the sheet counts too
     assert (hull_region(brain, judged, lesion, 0) >= 0.5)[15:25, 20, 15:24].all()
+
+
+def test_learned_logit_offset_lowers_only_the_learned_channels_threshold():
+    """model.learned_logit_offset: the fused map is rebuilt with the learned channel's logit
+    raised (what benchmarks/inference_settings.py --learned-offsets scores), the outlier term
+    and the diagnostics' learned_prob unchanged; zero stays zero."""
+    import dataclasses
+
+    import torch
+
+    from screener.infer import predict, raise_logit
+    from screener.model.anatomy import N_CLASSES, Tissue
+    from screener.types import SeriesInfo, SeriesVolume
+
+    p = np.array([0.0, 1e-6, 0.047, 0.5, 0.9], np.float32)
+    up = raise_logit(p, 3.0)
+    assert up[0] == 0.0 and np.all(np.diff(up) > 0) and np.all(up[1:] > p[1:])
+    assert abs(float(raise_logit(np.float32([1 / (1 + np.exp(3.0))]), 3.0)[0]) - 0.5) < 1e-5
+    assert raise_logit(p, 0.0) is p
+
+    class Net(torch.nn.Module):  # WM in the head, a faint lesion logit (p ~ 0.1) on the bright blob
+        def forward(self, x):
+            out = torch.zeros((x.shape[0], N_CLASSES) + tuple(x.shape[2:]))
+            inside = x[:, 0] > 0.3
+            out[:, int(Tissue.WM)] = 10.0 * inside
+            out[:, int(Tissue.NONBRAIN)] = 10.0 * ~inside
+            out[:, int(Tissue.LESION)] = torch.where(x[:, 0] > 0.9, 7.8, -20.0)
+            return out
+
+    shape = (60, 70, 50)
+    data = np.zeros(shape, np.float32)
+    data[_ball(shape, (30, 35, 25), 20)] = 100.0
+    data[_ball(shape, (30, 35, 25), 5)] = 130.0
+    data += np.random.default_rng(0).normal(0, 1.0, shape).astype(np.float32)
+    vol = SeriesVolume(data=data, affine=np.diag([2.0, 2.0, 2.0, 1.0]), info=SeriesInfo("s", "s"))
+    model, _ = _fake_model((32, 32, 32))
+    model = dataclasses.replace(model, net=Net(), config=dataclasses.replace(model.config, use_outlier=True))
+    plain = predict(vol, model, diagnostics=True)
+    raised = predict(vol, dataclasses.replace(
+        model, config=dataclasses.replace(model.config, learned_logit_offset=3.0)), diagnostics=True)
+    np.testing.assert_allclose(raised.learned_prob, plain.learned_prob)
+    top = np.unravel_index(int(plain.learned_prob.argmax()), shape)
+    assert 0.05 < plain.learned_prob[top] < 0.2
+    assert plain.lesion_prob[top] < 0.5 < raised.lesion_prob[top]
+    l = np.clip(plain.learned_prob.astype(np.float64), 1e-7, 1 - 1e-7)
+    q = np.clip(1 - (1 - plain.lesion_prob) / (1 - l), 0, 1)
+    want = 1 - (1 - raise_logit(plain.learned_prob, 3.0)) * (1 - q)
+    np.testing.assert_allclose(raised.lesion_prob, want, atol=2e-3)

@@ -51,7 +51,8 @@ def read_checkpoint(spec: str | Path) -> dict[str, Any]:
 def average_checkpoints(specs: list[str]) -> dict[str, Any]:
     """The uniform average of the checkpoints' model weights (a "model soup", Wortsman et al.
     2022), as a checkpoint dict. All must be the same network (same tensor names and shapes);
-    integer tensors must agree and are kept. `iteration` is the largest of them."""
+    integer tensors must agree and are kept. `iteration` is the largest of them, `config` the
+    last one's (the network they share)."""
     import torch
 
     if not specs:
@@ -71,7 +72,7 @@ def average_checkpoints(specs: list[str]) -> dict[str, Any]:
                 raise ValueError(f"integer tensor {k} differs between the checkpoints")
             avg[k] = v.clone()
     return {"model": avg, "iteration": max(int(st["iteration"]) for st in states),
-            "averaged_from": [str(s) for s in specs]}
+            "averaged_from": [str(s) for s in specs], "config": states[-1].get("config")}
 
 
 def export_bundle(checkpoint: Path, out_dir: Path, cfg: Any,

@@ -50,9 +50,17 @@ def _pick(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray | None:
     return np.array(np.unravel_index(int(idx[rng.integers(idx.size)]), mask.shape), dtype=np.float64)
 
 
+# Kinds that may be drawn large (SynthConfig.p_large_lesion): real gliomas with their oedema
+# span 80-220 ml (realdata-dev), more than a 50 mm draw.
+LARGE_KINDS = ("mass", "oedema")
+
+
 def plan_lesions(rng: np.random.Generator, tissue: torch.Tensor, voxel_mm: float,
-                 spec: object | None = None) -> list[LesionSpec]:
-    """Choose kinds, sizes and places of the lesions of one sample."""
+                 spec: object | None = None, p_large: float = 0.0,
+                 large_mm: tuple[float, float] = (50.0, 90.0)) -> list[LesionSpec]:
+    """Choose kinds, sizes and places of the lesions of one sample. With `p_large` > 0 a mass
+    or oedema whose size is not fixed by `spec` is drawn log-uniform from `large_mm` instead,
+    with that probability (no random number is drawn when it is 0, so earlier draws repeat)."""
     from scipy import ndimage
 
     t = tissue.numpy()
@@ -72,6 +80,8 @@ def plan_lesions(rng: np.random.Generator, tissue: torch.Tensor, voxel_mm: float
         k = kind if i == 0 or kind == "demyelination" else KINDS[int(rng.choice(len(KINDS), p=KIND_P))]
         lo, hi = DIAMETER_MM[k]
         d = float(fixed_d) if fixed_d is not None else float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        if fixed_d is None and p_large > 0 and k in LARGE_KINDS and rng.random() < p_large:
+            d = float(math.exp(rng.uniform(math.log(large_mm[0]), math.log(large_mm[1]))))
         if k == "demyelination":
             near = ndimage.distance_transform_edt(~vent) * voxel_mm
             where = wm & (near > 1.0) & (near < 10.0)

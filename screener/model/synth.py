@@ -50,6 +50,10 @@ class SynthConfig:
     # empty = uniform, with the same random draws as before the option existed. Training only:
     # held_out_config empties it.
     contrast_weights: tuple[float, ...] = ()
+    # Share of masses and oedemas drawn from large_lesion_mm instead of their usual sizes
+    # (lesions.plan_lesions); training only: held_out_config sets it to 0.
+    p_large_lesion: float = 0.0
+    large_lesion_mm: tuple[float, float] = (50.0, 90.0)
     p_random_contrast: float = 0.4
     p_skull_stripped: float = 0.2
     p_thick_slices: float = 0.6
@@ -64,9 +68,9 @@ class SynthConfig:
 
 def held_out_config(cfg: SynthConfig) -> SynthConfig:
     """The training generator's config without its training-only emphasis (tissue mimicry,
-    contrast weights): what validation, calibration and the benchmark draw with, so their heads
+    contrast weights, large lesions): what validation, calibration and the benchmark draw with, so their heads
     stay the same across versions."""
-    return replace(cfg, p_tissue_mimic=0.0, contrast_weights=())
+    return replace(cfg, p_tissue_mimic=0.0, contrast_weights=(), p_large_lesion=0.0)
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,8 @@ class SynthGenerator:
         want_lesion = spec.lesion if spec is not None else bool(rng.random() < c.p_lesion)
         plan: list[lesion_lib.LesionSpec] = []
         if want_lesion:
-            plan = lesion_lib.plan_lesions(rng, tissue, c.voxel_mm, spec)
+            plan = lesion_lib.plan_lesions(rng, tissue, c.voxel_mm, spec, p_large=c.p_large_lesion,
+                                           large_mm=tuple(c.large_lesion_mm))
             masses = [p for p in plan if p.kind == "mass"]
             if masses:  # mass effect: resample anatomy pushed away from each mass centre
                 pts = lesion_lib.apply_mass_effect(pts, masses, out_aff, rng)

@@ -70,6 +70,9 @@ class TrainConfig:
     # checkpoint in run_dir yet), e.g. a network with a new head on the body of an earlier run;
     # see networks.transfer_weights.
     init_from: str | None = None
+    # Or the uniform average of these checkpoints (files, or COMMIT:PATH from the repository's
+    # history; bundle.average_checkpoints), when init_from is not set.
+    init_average: tuple[str, ...] = ()
     synth: SynthConfig = field(default_factory=SynthConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
@@ -266,13 +269,18 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
             group["lr"] = cfg.learning_rate
         log.warning("resuming %s at iteration %d, learning rate %g", cfg.name, start,
                     cfg.learning_rate)
-    elif cfg.init_from:
+    elif cfg.init_from or cfg.init_average:
+        from screener.model.bundle import average_checkpoints
         from screener.model.networks import transfer_weights
 
-        donor = torch.load(repo_path(cfg.init_from), map_location="cpu", weights_only=False)
-        donor = donor if "model" in donor else {"model": donor}  # a bundle's models/model.pt
+        if cfg.init_from:
+            donor = torch.load(repo_path(cfg.init_from), map_location="cpu", weights_only=False)
+            donor = donor if "model" in donor else {"model": donor}  # a bundle's models/model.pt
+        else:
+            donor = average_checkpoints(list(cfg.init_average))
         taken = transfer_weights(net, donor["model"])
-        log.warning("starting %s from %s: %d of %d tensors taken over", cfg.name, cfg.init_from,
+        log.warning("starting %s from %s: %d of %d tensors taken over", cfg.name,
+                    cfg.init_from or f"the average of {len(cfg.init_average)} checkpoints",
                     len(taken), len(net.state_dict()))
         donor_norm = ((donor.get("config") or {}).get("network") or {}).get("top_norm", True)
         if donor_norm and not cfg.network.top_norm:

@@ -102,3 +102,25 @@ def test_contrast_weights_steer_template_draws_and_default_reproduces(gen):
     with pytest.raises(ValueError, match="contrast_weights"):
         SynthGenerator(dataclasses.replace(base, contrast_weights=(1, 1)), gen.maps).sample(
             0, SampleSpec(lesion=False))
+
+
+def test_large_lesions_are_drawn_only_when_asked_and_never_held_out(gen):
+    """synth.p_large_lesion: masses/oedemas of random size drawn from large_lesion_mm; at 0 the
+    draws are those of before the option; sizes fixed by a spec are kept; held-out heads never."""
+    import dataclasses
+
+    from screener.model.synth import held_out_config
+
+    big = SynthGenerator(dataclasses.replace(gen.cfg, p_large_lesion=1.0,
+                                             large_lesion_mm=(60.0, 70.0)), gen.maps)
+    seeds = [s for s in range(40) if big.sample(s, SampleSpec(kind="mass", n_lesions=1)).lesions][:3]
+    assert seeds
+    for s in seeds:
+        (les,) = big.sample(s, SampleSpec(kind="mass", n_lesions=1)).lesions
+        assert 60.0 <= les.diameter_mm <= 70.0
+    fixed = big.sample(seeds[0], SampleSpec(kind="oedema", diameter_mm=20.0, n_lesions=1))
+    assert all(les.diameter_mm == 20.0 for les in fixed.lesions)
+    off = SynthGenerator(dataclasses.replace(gen.cfg, p_large_lesion=0.0), gen.maps)
+    a, b = off.sample(11), gen.sample(11)
+    assert torch.equal(a.image, b.image) and torch.equal(a.target, b.target)
+    assert held_out_config(big.cfg).p_large_lesion == 0.0

@@ -215,13 +215,19 @@ def test_every_training_config_loads_and_its_start_is_committed(path):
     assert cfg.iterations > 0 and cfg.run_dir
     if cfg.init_from:  # the run it starts from must be in the repository, not on one machine
         assert repo_path(cfg.init_from).is_file(), cfg.init_from
+    for spec in cfg.init_average:  # committed checkpoints, named by commit
+        listed = subprocess.run(["git", "-C", str(REPO_ROOT), "cat-file", "-e", spec],
+                                capture_output=True)
+        if listed.returncode != 0 and not (REPO_ROOT / ".git").exists():
+            pytest.skip("no git history here")
+        assert listed.returncode == 0, spec
     assert len(cfg.synth.contrast_weights) in (0, 5)
 
 
 def test_average_checkpoints_is_the_mean_and_refuses_other_networks(tmp_path):
     import torch
 
-    from screener.model.bundle import average_checkpoints, read_checkpoint
+    from screener.model.bundle import average_checkpoints
 
     a = {"model": {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}, "iteration": 5}
     b = {"model": {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(3)}, "iteration": 9}

@@ -116,7 +116,7 @@ def test_declared_pixel_data_over_the_limit_refused_before_decoding(tmp_path, mo
     """Discovery reads headers only; load re-checks each file's header before decoding."""
     import pydicom
 
-    files = _series(tmp_path / "s", n=3, size=(64, 64))  # 8 kB of pixels per file
+    _series(tmp_path / "s", n=3, size=(64, 64))  # 8 kB of pixels per file
     decoded = []
     monkeypatch.setattr(pydicom.Dataset, "pixel_array",
                         property(lambda self: decoded.append(1) or np.zeros((1, 1))))

@@ -3,7 +3,6 @@ results, inspect --nifti), and symbolic links in an input tree are not followed 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

@@ -364,7 +364,8 @@ def run_train_cli(args: argparse.Namespace) -> int:
         from screener.model.bundle import export_bundle
 
         ckpt = repo_path(args.run_dir or cfg.run_dir) / "checkpoint.pt"
-        out = export_bundle(ckpt, Path(args.export), cfg, average_of=args.average)
+        out = export_bundle(ckpt, Path(args.export), cfg, average_of=args.average,
+                            config_path=str(args.config))
         print(f"exported {'the average of ' + ', '.join(args.average) if args.average else ckpt}"
               f" -> {out}")
         return 0

@@ -49,6 +49,10 @@ def test_smoke_train_resume_export_and_tamper(tmp_path, shared):
     out = tmp_path / "bundle"
     export_bundle(run / "checkpoint.pt", out, load_train_config(REPO_ROOT / "configs/train.yaml", smoke=True))
     meta, state = load_bundle(out)
+    assert meta["training"]["command"] == "screener train --config configs/train.yaml"
+    named = export_bundle(run / "checkpoint.pt", tmp_path / "named", load_train_config(
+        REPO_ROOT / "configs/train.yaml", smoke=True), config_path="configs/train-large.yaml")
+    assert load_bundle(named)[0]["training"]["command"].endswith("--config configs/train-large.yaml")
     assert meta["intended_use"].startswith("research and worklist triage")
     assert meta["training"]["iterations"] == 6 and state
     # The label maps are named as the repository sees them, so the bundle works on any machine.

@@ -81,7 +81,8 @@ def main() -> int:
             gen = SynthGenerator(dataclasses.replace(cfg, **over), maps)
             vals = []
             for seed in range(args.n):
-                s = gen.sample(1000 + seed, SampleSpec(lesion=False, contrast="FLAIR", slice_thickness_mm=2.0))
+                s = gen.sample(1000 + seed, SampleSpec(lesion=False, contrast="FLAIR",
+                                                       slice_thickness_mm=2.0))
                 t = s.target.numpy()
                 vals.append(spread(s.image[0].numpy()[(t == int(Tissue.WM)) | (t == int(Tissue.GM))]))
             print(f"synthetic FLAIR, {name}: parenchyma IQR/median median {np.median(vals):.2f} "

@@ -157,11 +157,13 @@ def main() -> int:
 
 def _offset_fused(fused: np.ndarray, learned: np.ndarray, offset: float) -> np.ndarray:
     """The fused map 1 - (1 - l)(1 - q) rebuilt with the learned probability l's logit raised by
-    `offset`; the outlier term q is recovered from the two maps (where l is ~1, so is the map)."""
+    `offset` (infer.raise_logit, as predict does with model.learned_logit_offset); the outlier
+    term q is recovered from the two maps (where l is ~1, so is the map)."""
+    from screener.infer import raise_logit
+
     l = np.clip(learned.astype(np.float64), 1e-7, 1 - 1e-7)
     q = np.clip(1.0 - (1.0 - fused) / (1.0 - l), 0.0, 1.0)
-    l2 = 1.0 / (1.0 + np.exp(-(np.log(l / (1.0 - l)) + offset)))
-    return (1.0 - (1.0 - l2) * (1.0 - q)).astype(np.float32)
+    return (1.0 - (1.0 - raise_logit(learned, offset)) * (1.0 - q)).astype(np.float32)
 
 
 def _grow(prob, brain, low: float, dc) -> np.ndarray:

@@ -358,16 +358,16 @@ def _plain(cfg: TrainConfig) -> dict[str, Any]:
 
 def run_train_cli(args: argparse.Namespace) -> int:
     cfg = load_train_config(args.config, smoke=args.smoke)
-    if getattr(args, "average", None) and not args.export:
+    average = getattr(args, "average", None)
+    if average and not args.export:
         raise SystemExit("screener train: --average needs --export")
     if args.export:
         from screener.model.bundle import export_bundle
 
         ckpt = repo_path(args.run_dir or cfg.run_dir) / "checkpoint.pt"
-        out = export_bundle(ckpt, Path(args.export), cfg, average_of=args.average,
+        out = export_bundle(ckpt, Path(args.export), cfg, average_of=average,
                             config_path=str(args.config))
-        print(f"exported {'the average of ' + ', '.join(args.average) if args.average else ckpt}"
-              f" -> {out}")
+        print(f"exported {'the average of ' + ', '.join(average) if average else ckpt} -> {out}")
         return 0
     path = train(cfg, max_minutes=args.max_minutes,
                  run_dir=Path(args.run_dir) if args.run_dir else None)

@@ -54,6 +54,11 @@ class SynthConfig:
     # (lesions.plan_lesions); training only: held_out_config sets it to 0.
     p_large_lesion: float = 0.0
     large_lesion_mm: tuple[float, float] = (50.0, 90.0)
+    # FLAIR template heads draw grey matter at white matter's mean times a ratio from this range
+    # instead of the template's grey matter (0.58 against 0.42: 38 % brighter, where real FLAIR
+    # is about 0-20 %; benchmarks/parenchyma_spread.py). Empty = the template, with the same
+    # draws as before the option existed. Training only: held_out_config empties it.
+    flair_gm_ratio: tuple[float, ...] = ()
     p_random_contrast: float = 0.4
     p_skull_stripped: float = 0.2
     p_thick_slices: float = 0.6
@@ -68,9 +73,10 @@ class SynthConfig:
 
 def held_out_config(cfg: SynthConfig) -> SynthConfig:
     """The training generator's config without its training-only emphasis (tissue mimicry,
-    contrast weights, large lesions): what validation, calibration and the benchmark draw with,
+    contrast weights, large lesions, FLAIR grey/white ratio): what validation, calibration and the benchmark draw with,
     so their heads stay the same across versions."""
-    return replace(cfg, p_tissue_mimic=0.0, contrast_weights=(), p_large_lesion=0.0)
+    return replace(cfg, p_tissue_mimic=0.0, contrast_weights=(), p_large_lesion=0.0,
+                   flair_gm_ratio=())
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,10 @@ class SynthGenerator:
         else:
             wm, gm, csf = (float(np.clip(v + rng.normal(0, 0.06), 0.02, 1.0))
                            for v in TEMPLATES[contrast])
+            if contrast == "FLAIR" and self.cfg.flair_gm_ratio:
+                if len(self.cfg.flair_gm_ratio) != 2:
+                    raise ValueError("synth.flair_gm_ratio must be [low, high] or empty")
+                gm = float(wm * rng.uniform(*self.cfg.flair_gm_ratio))
         jitter = rng.normal(0, 0.02, n)
         for i, t in enumerate(m.tissue):
             if t == Tissue.WM:

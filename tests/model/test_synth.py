@@ -124,3 +124,39 @@ def test_large_lesions_are_drawn_only_when_asked_and_never_held_out(gen):
     a, b = off.sample(11), gen.sample(11)
     assert torch.equal(a.image, b.image) and torch.equal(a.target, b.target)
     assert held_out_config(big.cfg).p_large_lesion == 0.0
+
+
+def test_flair_grey_white_ratio_is_training_only_and_default_reproduces(gen):
+    """synth.flair_gm_ratio: FLAIR heads draw grey matter at white matter's mean times a ratio in
+    the range (real FLAIR: grey matter about 0-20 % above white); empty keeps the template's
+    draws exactly; other contrasts are untouched; held-out heads never use it."""
+    import dataclasses
+
+    import numpy as np
+
+    from screener.model.anatomy import Tissue
+    from screener.model.synth import held_out_config
+
+    near = SynthGenerator(dataclasses.replace(gen.cfg, flair_gm_ratio=(1.0, 1.05),
+                                              max_bias=0.0), gen.maps)
+    far = SynthGenerator(dataclasses.replace(gen.cfg, max_bias=0.0), gen.maps)
+
+    def gm_over_wm(g, seed, contrast):
+        s = g.sample(seed, SampleSpec(lesion=False, contrast=contrast, slice_thickness_mm=2.0))
+        img, t = s.image[0].numpy(), s.target.numpy()
+        return float(np.median(img[t == int(Tissue.GM)]) / np.median(img[t == int(Tissue.WM)]))
+
+    ratios_near = [gm_over_wm(near, s, "FLAIR") for s in range(3)]
+    ratios_far = [gm_over_wm(far, s, "FLAIR") for s in range(3)]
+    # (the template's jitter can put a single head's grey matter below white: compare the means)
+    assert np.mean(ratios_near) + 0.08 < np.mean(ratios_far), (ratios_near, ratios_far)
+    assert max(ratios_near) < 1.1
+    t2 = SampleSpec(lesion=False, contrast="T2", slice_thickness_mm=2.0)
+    assert torch.equal(near.sample(5, t2).image, far.sample(5, t2).image)
+    off = SynthGenerator(dataclasses.replace(gen.cfg, flair_gm_ratio=()), gen.maps)
+    a, b = off.sample(11), gen.sample(11)
+    assert torch.equal(a.image, b.image) and torch.equal(a.target, b.target)
+    assert held_out_config(near.cfg).flair_gm_ratio == ()
+    with pytest.raises(ValueError, match="flair_gm_ratio"):
+        SynthGenerator(dataclasses.replace(gen.cfg, flair_gm_ratio=(1.0,)), gen.maps).sample(
+            0, SampleSpec(lesion=False, contrast="FLAIR"))

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from screener.metrics import mad_sd
 from screener.scoring import resample_nearest, voxel_volume_ml
 
 OUTSIDE_Z = -1000.0  # z written outside the brain (ranks below every brain voxel)
@@ -98,7 +99,7 @@ def robust_z(data: npt.NDArray[np.floating[Any]], brain: npt.NDArray[np.bool_]
     if vals.size < 100:
         return None
     med = float(np.median(vals))
-    mad = 1.4826 * float(np.median(np.abs(vals - med)))
+    mad = mad_sd(vals)
     if not np.isfinite(mad) or mad <= 0:
         return None
     z = np.full(data.shape, OUTSIDE_Z, dtype=np.float32)

@@ -18,11 +18,18 @@ import numpy.typing as npt
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
 
+def mad_sd(values: npt.ArrayLike) -> float:
+    """1.4826 x the median absolute deviation: the SD for normal data, robust to outliers
+    (0 when more than half the values are equal; NaN for no values)."""
+    v = np.asarray(values)
+    return 1.4826 * float(np.median(np.abs(v - np.median(v))))
+
+
 def robust_sd(values: npt.ArrayLike) -> float:
-    """1.4826 x the median absolute deviation (the SD for normal data); the plain SD when the
-    MAD is 0, and 1e-6 when that is 0 too, so it can always divide."""
+    """`mad_sd`; the plain SD when the MAD is 0, and 1e-6 when that is 0 too, so it can always
+    divide."""
     v = np.asarray(values, dtype=float)
-    return 1.4826 * float(np.median(np.abs(v - np.median(v)))) or float(np.std(v)) or 1e-6
+    return mad_sd(v) or float(np.std(v)) or 1e-6
 
 
 def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:

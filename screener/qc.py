@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from screener.config import load_config, section
+from screener.metrics import mad_sd
 from screener.types import SeriesInfo, Study
 
 
@@ -257,7 +258,7 @@ def noise_sigma(image: npt.ArrayLike, brain_mask: npt.ArrayLike) -> float:
         both = mask[tuple(a)] & mask[tuple(b)]
         diffs.append((img[tuple(a)] - img[tuple(b)])[both])
     d = np.concatenate(diffs)
-    return 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2.0)
+    return mad_sd(d) / math.sqrt(2.0)
 
 
 def contrast_to_noise(image: npt.ArrayLike, brain_mask: npt.ArrayLike) -> float:

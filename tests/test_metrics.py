@@ -162,3 +162,14 @@ def test_robust_sd_is_scaled_mad_with_fallbacks():
     assert robust_sd([1.0, 2.0, 3.0, 4.0, 100.0]) == pytest.approx(1.4826 * 1.0)  # outlier ignored
     assert robust_sd([5.0, 5.0, 5.0, 9.0]) == pytest.approx(float(np.std([5.0, 5.0, 5.0, 9.0])))
     assert robust_sd([2.0, 2.0]) == 1e-6
+
+
+def test_mad_sd_estimates_the_sd_of_normal_data_without_fallbacks():
+    from screener.metrics import mad_sd
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, 20000)
+    assert mad_sd(x) == pytest.approx(2.0, rel=0.03)
+    x[:1000] = 1e6  # 5 % gross outliers barely move it
+    assert mad_sd(x) == pytest.approx(2.0, rel=0.1)
+    assert mad_sd([5.0, 5.0, 5.0, 9.0]) == 0.0

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from screener.metrics import mad_sd
 from screener.model.anatomy import Tissue
 
 TISSUES = (Tissue.WM, Tissue.GM, Tissue.VENTRICLE, Tissue.CSF)
@@ -67,7 +68,7 @@ def outlier_z(image: np.ndarray, probs: np.ndarray, voxel_mm: float,
         conf = p > c.confident
         if conf.sum() > 50:
             resid = img[conf] - mu[conf]
-            spread = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+            spread = mad_sd(resid)
         else:
             spread = float("nan")
         means.append(mu)

@@ -73,8 +73,8 @@ class SynthConfig:
 
 def held_out_config(cfg: SynthConfig) -> SynthConfig:
     """The training generator's config without its training-only emphasis (tissue mimicry,
-    contrast weights, large lesions, FLAIR grey/white ratio): what validation, calibration and the benchmark draw with,
-    so their heads stay the same across versions."""
+    contrast weights, large lesions, FLAIR grey/white ratio): what validation, calibration and
+    the benchmark draw with, so their heads stay the same across versions."""
     return replace(cfg, p_tissue_mimic=0.0, contrast_weights=(), p_large_lesion=0.0,
                    flair_gm_ratio=())
 

@@ -29,19 +29,15 @@ def main() -> int:
                     help="also the shipped weights with one window over the whole head")
     args = ap.parse_args()
 
-    import torch
-
     from screener.infer import load_model, predict
     from screener.model.anatomy import N_CLASSES, Tissue, load_all
     from screener.model.synth import SampleSpec, SynthConfig, SynthGenerator
-    from screener.pipeline import load_model as load_shipped
+    from screener.model.synth_eval import load_for_measuring
     from screener.types import SeriesInfo, SeriesVolume
 
-    torch.set_num_threads(2)
-    shipped = load_shipped()
+    shipped = load_for_measuring()[2]
     models = [(f"shipped {shipped.version}", shipped)]
-    models += [(w, load_model(dataclasses.replace(shipped.config, weights=w), "cpu"))
-               for w in args.weights]
+    models += [(w, load_for_measuring(w)[2]) for w in args.weights]
     if args.whole_head:
         models.append(("shipped, whole-head window",
                        load_model(dataclasses.replace(shipped.config, roi_size=None), "cpu")))

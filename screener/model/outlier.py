@@ -28,6 +28,10 @@ class OutlierConfig:
     smooth_sigma_mm: float = 2.0  # smoothing of the z map (matched filter for small lesions)
     confident: float = 0.9  # posterior above which a voxel informs its tissue's spread
     min_weight: float = 1e-3
+    # Robust local means (0 = off): a voxel further than this many robust SD from its tissue's
+    # brain-wide median does not inform that tissue's local mean, so a lesion larger than the
+    # neighbourhood (an oedema the network calls white matter) is not its own reference.
+    exclude_beyond_sd: float = 0.0
 
 
 def _smooth(vol: np.ndarray, sigma_mm: float, voxel_mm: float, factor: int = 4) -> np.ndarray:
@@ -63,9 +67,16 @@ def outlier_z(image: np.ndarray, probs: np.ndarray, voxel_mm: float,
     means, spreads, weights = [], [], []
     for t in TISSUES:
         p = probs[int(t)].astype(np.float32)
-        w = _smooth(p, c.local_sigma_mm, voxel_mm)
-        mu = _smooth(p * img, c.local_sigma_mm, voxel_mm) / np.maximum(w, c.min_weight)
         conf = p > c.confident
+        pw = p
+        if c.exclude_beyond_sd > 0 and conf.sum() > 50:
+            vals = img[conf]
+            centre = float(np.median(vals))
+            sd = mad_sd(vals)
+            if sd > 0:
+                pw = p * (np.abs(img - centre) <= c.exclude_beyond_sd * sd)
+        w = _smooth(pw, c.local_sigma_mm, voxel_mm)
+        mu = _smooth(pw * img, c.local_sigma_mm, voxel_mm) / np.maximum(w, c.min_weight)
         if conf.sum() > 50:
             resid = img[conf] - mu[conf]
             spread = mad_sd(resid)

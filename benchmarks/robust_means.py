@@ -7,7 +7,8 @@ share of oedema voxels the fused map covers (p >= 0.5) and its Dice; then 8 lesi
 contrast (FLAIR, T1, T2), printing the median false-finding volume (fused p >= 0.5, the brain's
 voxels only as predict() judges them).
 
-    .venv/bin/python benchmarks/robust_means.py 0 3 4     # about 3 minutes
+    .venv/bin/python benchmarks/robust_means.py 0 3 4                  # about 3 minutes
+    .venv/bin/python benchmarks/robust_means.py 0 3 --seed-z 0 4 6     # seeded exclusion too
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("k", type=float, nargs="*", default=[0.0, 3.0],
                     help="model.outlier.exclude_beyond_sd values to compare (0 = off)")
+    ap.add_argument("--seed-z", type=float, nargs="*", default=[0.0],
+                    help="model.outlier.exclude_seed_z values, each run with every K > 0 (0 = every "
+                         "far voxel is left out; Z = only far regions holding a plain |z| > Z)")
     ap.add_argument("--n", type=int, default=8, help="heads per set")
     ap.add_argument("--weights", default=None, help="a candidate bundle instead of the shipped")
     args = ap.parse_args()
@@ -33,9 +37,12 @@ def main() -> int:
     from screener.types import SeriesInfo, SeriesVolume
 
     base = load_for_measuring(args.weights)[2]
-    models = [(f"K={k:g}", dataclasses.replace(base, config=dataclasses.replace(
-        base.config, outlier=dataclasses.replace(base.config.outlier, exclude_beyond_sd=k))))
-        for k in args.k]
+    settings = [(k, z) for k in args.k for z in (args.seed_z if k > 0 else [0.0])]
+    models = [(f"K={k:g}" + (f" seeded at z {z:g}" if z else ""),
+               dataclasses.replace(base, config=dataclasses.replace(
+                   base.config, outlier=dataclasses.replace(base.config.outlier, exclude_beyond_sd=k,
+                                                            exclude_seed_z=z))))
+              for k, z in settings]
     cfg = SynthConfig(flair_gm_ratio=(1.0, 1.2), p_large_lesion=1.0, large_lesion_mm=(60.0, 80.0))
     gen = SynthGenerator(cfg, load_all(cfg.label_maps_dir, cfg.max_label_maps)[17:])  # held out
 

@@ -32,6 +32,10 @@ class OutlierConfig:
     # brain-wide median does not inform that tissue's local mean, so a lesion larger than the
     # neighbourhood (an oedema the network calls white matter) is not its own reference.
     exclude_beyond_sd: float = 0.0
+    # With exclude_beyond_sd: leave out only the connected far-from-median regions (of voxels
+    # the network gives that tissue) that hold a voxel whose plain z exceeds this (0 = every far
+    # voxel): a lesion has a border that stands out locally, a smooth bias-field hot spot none.
+    exclude_seed_z: float = 0.0
 
 
 def _smooth(vol: np.ndarray, sigma_mm: float, voxel_mm: float, factor: int = 4) -> np.ndarray:
@@ -51,6 +55,22 @@ def _smooth(vol: np.ndarray, sigma_mm: float, voxel_mm: float, factor: int = 4) 
     return fine[: shape[0], : shape[1], : shape[2]]
 
 
+def _far_from_tissue(img: np.ndarray, probs: np.ndarray, c: OutlierConfig) -> list[np.ndarray | None]:
+    """Per tissue of TISSUES: voxels more than c.exclude_beyond_sd robust SD from that tissue's
+    brain-wide median (over its confident voxels); None where the tissue has too few."""
+    out: list[np.ndarray | None] = []
+    for t in TISSUES:
+        conf = probs[int(t)] > c.confident
+        far = None
+        if conf.sum() > 50:
+            vals = img[conf]
+            sd = mad_sd(vals)
+            if sd > 0:
+                far = np.abs(img - float(np.median(vals))) > c.exclude_beyond_sd * sd
+        out.append(far)
+    return out
+
+
 def outlier_z(image: np.ndarray, probs: np.ndarray, voxel_mm: float,
               cfg: OutlierConfig | None = None) -> np.ndarray:
     """Signed tissue-conditional z-score map.
@@ -64,17 +84,32 @@ def outlier_z(image: np.ndarray, probs: np.ndarray, voxel_mm: float,
     """
     c = cfg or OutlierConfig()
     img = image.astype(np.float32)
+    exclude: list[np.ndarray | None] = [None] * len(TISSUES)
+    if c.exclude_beyond_sd > 0:
+        exclude = _far_from_tissue(img, probs, c)
+        if c.exclude_seed_z > 0:  # only far regions that hold a local outlier of the plain map
+            plain = _z(img, probs, voxel_mm, c, [None] * len(TISSUES))
+            seeds = np.abs(plain) > c.exclude_seed_z
+            far_any = np.zeros(img.shape, dtype=bool)
+            for t, far in zip(TISSUES, exclude):
+                if far is not None:
+                    far_any |= far & (probs[int(t)] >= 0.5)
+            lab, n = ndimage.label(far_any)
+            keep = np.zeros(n + 1, dtype=bool)
+            keep[np.unique(lab[seeds & far_any])] = True
+            keep[0] = False
+            region = keep[lab]
+            exclude = [None if far is None else far & region for far in exclude]
+    return _z(img, probs, voxel_mm, c, exclude)
+
+
+def _z(img: np.ndarray, probs: np.ndarray, voxel_mm: float, c: OutlierConfig,
+       exclude: list[np.ndarray | None]) -> np.ndarray:
     means, spreads, weights = [], [], []
-    for t in TISSUES:
+    for t, far in zip(TISSUES, exclude):
         p = probs[int(t)].astype(np.float32)
         conf = p > c.confident
-        pw = p
-        if c.exclude_beyond_sd > 0 and conf.sum() > 50:
-            vals = img[conf]
-            centre = float(np.median(vals))
-            sd = mad_sd(vals)
-            if sd > 0:
-                pw = p * (np.abs(img - centre) <= c.exclude_beyond_sd * sd)
+        pw = p if far is None else p * ~far
         w = _smooth(pw, c.local_sigma_mm, voxel_mm)
         mu = _smooth(pw * img, c.local_sigma_mm, voxel_mm) / np.maximum(w, c.min_weight)
         if conf.sum() > 50:

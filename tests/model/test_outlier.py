@@ -60,6 +60,9 @@ def test_robust_local_means_keep_a_large_lesion_from_being_its_own_reference():
     assert np.median(plain[centre]) < 4.0  # the sphere's own voxels dominate its local mean
     assert np.median(robust[centre]) > 1.5 * np.median(plain[centre])
     assert np.median(robust[centre]) > 4.0  # the fusion's z0
+    # seeded: the sphere's border stands out locally, so the sphere is still left out
+    seeded = outlier_z(img, probs, 2.0, OutlierConfig(exclude_beyond_sd=3.0, exclude_seed_z=4.0))
+    assert np.median(seeded[centre]) > 4.0
 
 
 def test_robust_local_means_change_little_without_a_lesion():
@@ -70,3 +73,6 @@ def test_robust_local_means_change_little_without_a_lesion():
     robust = outlier_z(img, probs, 2.0, OutlierConfig(exclude_beyond_sd=3.0))
     assert np.abs(robust - plain).max() < 1.0
     assert (np.abs(robust) > 4.0).mean() <= (np.abs(plain) > 4.0).mean() + 1e-3
+    # seeded: no plain outlier, so nothing is left out and the map is the plain one
+    seeded = outlier_z(img, probs, 2.0, OutlierConfig(exclude_beyond_sd=3.0, exclude_seed_z=4.0))
+    assert np.array_equal(seeded, plain)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from test_batch_fakes import (PATIENT_NAME, SECRET_ACCESSION, make_dicom_study, toy_config)
-from test_batch_real import real_config_or_skip, realistic_head
+from test_batch_real import HEADS, real_config_or_skip, realistic_head
 
 from screener.batch import run_batch
 
@@ -82,7 +82,7 @@ def _make_studies(root: Path, n: int, realistic: bool) -> dict[str, str | None]:
     for i in range(n):
         corrupt = CORRUPT.get(i)
         name = f"s{i:02d}"
-        head = realistic_head(i, lesion=i % 2 == 1) if realistic else None
+        head = realistic_head(i % HEADS, lesion=i % 2 == 1) if realistic else None
         make_dicom_study(root, name, bright=i % 2 == 1, corrupt=corrupt, seed=i, head=head)
         kinds[name] = corrupt
     assert sum(v is not None for v in kinds.values()) == 3

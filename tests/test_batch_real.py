@@ -67,9 +67,16 @@ def _generator():
     return SynthGenerator(SynthConfig(label_maps_dir=str(maps), max_label_maps=2))
 
 
+HEADS = 4  # distinct heads the real-pipeline batch tests draw (2 with a lesion); ~1 s each
+
+
+@lru_cache(maxsize=None)
 def realistic_head(i: int, lesion: bool):
     """A synthetic FLAIR head (2 mm grid) from the lead's generator, scaled to scanner-like
-    values; a 20 mm oedema-like lesion when `lesion`."""
+    values; a 20 mm oedema-like lesion when `lesion`. Cached (read-only arrays): the batch
+    tests reuse a few heads across many studies, since the batch's mechanics are under test."""
+    import numpy as np
+
     from screener.model.synth import SampleSpec
 
     spec = SampleSpec(lesion=lesion, kind="oedema" if lesion else None,
@@ -78,7 +85,10 @@ def realistic_head(i: int, lesion: bool):
     s = _generator().sample(9_000_000 + i, spec)
     data = s.image.numpy()[0]
     data = (data - data.min()) * 1000.0
-    return data, s.affine
+    affine = np.array(s.affine, dtype=np.float64)
+    data.setflags(write=False)
+    affine.setflags(write=False)
+    return data, affine
 
 
 def _write_config(path: Path, toy: bool) -> Path:
@@ -102,7 +112,7 @@ def _kill_and_rerun(tmp_path: Path, n: int, toy: bool, kill_after: int, delay: s
                     timeout: float) -> None:
     root = tmp_path / "dicom"
     for i in range(n):
-        head = None if toy else realistic_head(i, lesion=i % 2 == 1)
+        head = None if toy else realistic_head(i % HEADS, lesion=i % 2 == 1)
         make_dicom_study(root, f"s{i:02d}", bright=i % 2 == 1, seed=i, head=head)
     out = tmp_path / "out"
     cfg = _write_config(tmp_path / "cfg.yaml", toy)

@@ -4,7 +4,8 @@ Runs the shipped weights over the first N heads of the calibration seed space (l
 out of training; the same space `synth_eval calibrate` fits the operating point on, never the
 benchmark's or any real case) and prints, for each window setting (sliding-window tile and
 overlap, or one window over the whole head box; with or without the left-right mirror average;
-with or without judging the brain's hull, '+hull6+open1'; with robust local means, '+excl3'):
+with or without judging the brain's hull, '+hull6+open1'; with robust local means, '+excl3'; with
+the outlier term off the brain's outermost voxels, '+rim1'):
 - brain-mask Dice against the generator's truth and predict() seconds per head;
 - for the first window setting, what the fused map misses: hits per lesion kind and per
   contrast-strength bin (synth_eval.lesion_contrast_sd), and of the missed lesions how many the
@@ -45,7 +46,9 @@ def main() -> int:
                          "(model.hull_closing_mm), '+openK' keeps abnormal regions outside the brain only "
                          "where they survive an opening by a (2K+1)^3 cube (model.hull_opening_vox), "
                          "'+exclK' leaves voxels more than K robust SD from their tissue's brain-wide "
-                         "median out of the outlier term's local means (model.outlier.exclude_beyond_sd)")
+                         "median out of the outlier term's local means (model.outlier.exclude_beyond_sd), "
+                         "'+rimK' keeps the outlier term off the judged region's outermost K voxels "
+                         "(model.outlier_rim_vox)")
     ap.add_argument("--scales", type=float, nargs="+", default=[0.05, 0.5, 2.0])
     ap.add_argument("--grow", type=float, nargs="*", default=[],
                     help="hysteresis low thresholds to compare (default: none)")
@@ -79,6 +82,7 @@ def main() -> int:
         spec_w, flip = parts[0], "flip" in parts[1:]
         hull_mm = next((float(p[4:]) for p in parts[1:] if p.startswith("hull")), 0.0)
         opening = next((int(p[4:]) for p in parts[1:] if p.startswith("open")), 0)
+        rim = next((int(p[3:]) for p in parts[1:] if p.startswith("rim")), base.config.outlier_rim_vox)
         exclude = next((float(p[4:]) for p in parts[1:] if p.startswith("excl")),
                        base.config.outlier.exclude_beyond_sd)
         if spec_w == "box":
@@ -88,7 +92,7 @@ def main() -> int:
             roi, overlap = tuple(int(v) for v in tile.split("x")), float(ov)
         model = dataclasses.replace(base, config=dataclasses.replace(
             base.config, roi_size=roi, sw_overlap=overlap, tta_flip=flip,
-            hull_closing_mm=hull_mm, hull_opening_vox=opening,
+            hull_closing_mm=hull_mm, hull_opening_vox=opening, outlier_rim_vox=rim,
             outlier=dataclasses.replace(base.config.outlier, exclude_beyond_sd=exclude)))
         dice, seconds = [], 0.0
         offsets = args.learned_offsets if window == args.windows[0] else []

@@ -320,3 +320,33 @@ def test_learned_logit_offset_lowers_only_the_learned_channels_threshold():
     q = np.clip(1 - (1 - plain.lesion_prob) / (1 - l), 0, 1)
     want = 1 - (1 - raise_logit(plain.learned_prob, 3.0)) * (1 - q)
     np.testing.assert_allclose(raised.lesion_prob, want, atol=2e-3)
+
+
+def test_outlier_rim_keeps_the_outlier_term_off_the_brains_outermost_voxels():
+    """model.outlier_rim_vox: a bright shell on the brain's surface (partial volume with what
+    lies outside) leaves the fused map; a bright blob inside is still found."""
+    import dataclasses
+
+    from screener.infer import predict
+    from screener.types import SeriesInfo, SeriesVolume
+
+    shape = (60, 70, 50)
+    centre = (30, 35, 25)
+    data = np.zeros(shape, np.float32)
+    data[_ball(shape, centre, 20)] = 100.0
+    shell = _ball(shape, centre, 20) & ~_ball(shape, centre, 19)
+    data[shell] = 140.0
+    blob = _ball(shape, centre, 4)
+    data[blob] = 140.0
+    data += np.random.default_rng(0).normal(0, 1.0, shape).astype(np.float32)
+    vol = SeriesVolume(data=data, affine=np.diag([2.0, 2.0, 2.0, 1.0]), info=SeriesInfo("s", "s"))
+    model, _ = _fake_model((32, 32, 32))
+    model = dataclasses.replace(model, config=dataclasses.replace(model.config, use_outlier=True))
+    plain = predict(vol, model)
+    rim = predict(vol, dataclasses.replace(
+        model, config=dataclasses.replace(model.config, outlier_rim_vox=2)))
+    assert (plain.lesion_prob[shell] >= 0.5).mean() > 0.5
+    assert (rim.lesion_prob[shell] >= 0.5).mean() < 0.2
+    assert (plain.lesion_prob[blob] >= 0.5).mean() > 0.9
+    assert (rim.lesion_prob[blob] >= 0.5).mean() > 0.9
+    np.testing.assert_allclose(rim.brain_prob, plain.brain_prob)

@@ -48,7 +48,8 @@ def main() -> int:
                          "'+exclK' leaves voxels more than K robust SD from their tissue's brain-wide "
                          "median out of the outlier term's local means (model.outlier.exclude_beyond_sd), "
                          "'+rimK' keeps the outlier term off the judged region's outermost K voxels "
-                         "(model.outlier_rim_vox)")
+                         "(model.outlier_rim_vox), '+rimopenK' except where its region survives an "
+                         "opening by a (2K+1)^3 cube (model.outlier_rim_opening_vox)")
     ap.add_argument("--scales", type=float, nargs="+", default=[0.05, 0.5, 2.0])
     ap.add_argument("--grow", type=float, nargs="*", default=[],
                     help="hysteresis low thresholds to compare (default: none)")
@@ -82,7 +83,10 @@ def main() -> int:
         spec_w, flip = parts[0], "flip" in parts[1:]
         hull_mm = next((float(p[4:]) for p in parts[1:] if p.startswith("hull")), 0.0)
         opening = next((int(p[4:]) for p in parts[1:] if p.startswith("open")), 0)
-        rim = next((int(p[3:]) for p in parts[1:] if p.startswith("rim")), base.config.outlier_rim_vox)
+        rim = next((int(p[3:]) for p in parts[1:] if p.startswith("rim") and p[3:].isdigit()),
+                   base.config.outlier_rim_vox)
+        rim_open = next((int(p[7:]) for p in parts[1:] if p.startswith("rimopen")),
+                        base.config.outlier_rim_opening_vox)
         exclude = next((float(p[4:]) for p in parts[1:] if p.startswith("excl")),
                        base.config.outlier.exclude_beyond_sd)
         if spec_w == "box":
@@ -93,6 +97,7 @@ def main() -> int:
         model = dataclasses.replace(base, config=dataclasses.replace(
             base.config, roi_size=roi, sw_overlap=overlap, tta_flip=flip,
             hull_closing_mm=hull_mm, hull_opening_vox=opening, outlier_rim_vox=rim,
+            outlier_rim_opening_vox=rim_open,
             outlier=dataclasses.replace(base.config.outlier, exclude_beyond_sd=exclude)))
         dice, seconds = [], 0.0
         offsets = args.learned_offsets if window == args.windows[0] else []

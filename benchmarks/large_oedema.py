@@ -30,9 +30,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from screener.infer import load_model, predict
-    from screener.model.anatomy import N_CLASSES, Tissue, load_all
-    from screener.model.synth import SampleSpec, SynthConfig, SynthGenerator
-    from screener.model.synth_eval import load_for_measuring
+    from screener.model.anatomy import N_CLASSES, Tissue
+    from screener.model.synth_eval import load_for_measuring, oedema_heads, realistic_flair_generator
     from screener.types import SeriesInfo, SeriesVolume
 
     shipped = load_for_measuring()[2]
@@ -41,13 +40,9 @@ def main() -> int:
     if args.whole_head:
         models.append(("shipped, whole-head window",
                        load_model(dataclasses.replace(shipped.config, roi_size=None), "cpu")))
-    cfg = SynthConfig(flair_gm_ratio=(1.0, 1.2), p_large_lesion=1.0, large_lesion_mm=(60.0, 80.0))
-    gen = SynthGenerator(cfg, load_all(cfg.label_maps_dir, cfg.max_label_maps)[17:])  # held out
+    gen = realistic_flair_generator()
     for diameter in (args.diameter, None):
-        samples = [gen.sample(500 + seed, SampleSpec(kind="oedema", contrast="FLAIR", n_lesions=1,
-                                                     diameter_mm=diameter, slice_thickness_mm=2.0))
-                   for seed in range(args.n)]
-        samples = [s for s in samples if s.lesion_mask.any()]
+        samples = oedema_heads(gen, args.n, diameter)
         size = f"{diameter:g} mm" if diameter else "60-80 mm"
         for name, model in models:
             shares, learned, covered = [], [], []

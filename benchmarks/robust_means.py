@@ -31,9 +31,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from screener.infer import predict
-    from screener.model.anatomy import load_all
-    from screener.model.synth import SampleSpec, SynthConfig, SynthGenerator
-    from screener.model.synth_eval import load_for_measuring
+    from screener.model.synth import SampleSpec
+    from screener.model.synth_eval import load_for_measuring, oedema_heads, realistic_flair_generator
     from screener.types import SeriesInfo, SeriesVolume
 
     base = load_for_measuring(args.weights)[2]
@@ -43,8 +42,7 @@ def main() -> int:
                    base.config, outlier=dataclasses.replace(base.config.outlier, exclude_beyond_sd=k,
                                                             exclude_seed_z=z))))
               for k, z in settings]
-    cfg = SynthConfig(flair_gm_ratio=(1.0, 1.2), p_large_lesion=1.0, large_lesion_mm=(60.0, 80.0))
-    gen = SynthGenerator(cfg, load_all(cfg.label_maps_dir, cfg.max_label_maps)[17:])  # held out
+    gen = realistic_flair_generator()
 
     def found(sample: object, model: object) -> np.ndarray:
         vol = SeriesVolume(data=sample.image[0].numpy(), affine=sample.affine,
@@ -52,10 +50,7 @@ def main() -> int:
         return predict(vol, model).lesion_prob >= 0.5
 
     for diameter in (30.0, None):
-        samples = [gen.sample(500 + seed, SampleSpec(kind="oedema", contrast="FLAIR", n_lesions=1,
-                                                     diameter_mm=diameter, slice_thickness_mm=2.0))
-                   for seed in range(args.n)]
-        samples = [s for s in samples if s.lesion_mask.any()]
+        samples = oedema_heads(gen, args.n, diameter)
         size = f"{diameter:g} mm" if diameter else "60-80 mm"
         for name, model in models:
             cover, dice = [], []
@@ -65,7 +60,7 @@ def main() -> int:
                 dice.append(2.0 * float((p & les).sum()) / float(p.sum() + les.sum()))
             print(f"oedema {size}, {name}: n={len(cover)}, covered {np.mean(cover):.2f}, "
                   f"Dice {np.mean(dice):.3f}", flush=True)
-    voxel_ml = cfg.voxel_mm ** 3 / 1000.0
+    voxel_ml = gen.cfg.voxel_mm ** 3 / 1000.0
     for contrast in ("FLAIR", "T1", "T2"):
         samples = [gen.sample(900 + seed, SampleSpec(lesion=False, contrast=contrast,
                                                      slice_thickness_mm=2.0))

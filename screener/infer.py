@@ -82,6 +82,10 @@ class ModelConfig:
     # map's false findings are hundreds of specks, 80-97 % of their volume within 2 mm of the
     # brain's surface and brighter than expected: partial volume with what lies outside.
     outlier_rim_vox: int = 0
+    # With outlier_rim_vox: in that rim the outlier term still counts where its region (q >= 0.5)
+    # is at least 2 * K + 1 voxels thick (survives an opening by that cube), so a lesion at the
+    # surface is judged and specks are not (0 = the rim is not judged at all).
+    outlier_rim_opening_vox: int = 0
     # Diagnostics only (predict(..., diagnostics=True); 0 = not computed): the tissue map against
     # the other hemisphere, symmetry.tissue_asymmetry smoothed by this many mm and
     # symmetry.misplaced_grey. Not part of the fused map: on development heads (0.6.1,
@@ -443,7 +447,12 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
             from scipy import ndimage
 
             depth = ndimage.distance_transform_edt(judged >= 0.5)  # voxels to the region's outside
-            parenchyma = parenchyma * (depth > cfg.outlier_rim_vox)
+            judge = depth > cfg.outlier_rim_vox
+            if cfg.outlier_rim_opening_vox > 0:
+                k = 2 * cfg.outlier_rim_opening_vox + 1
+                judge |= ndimage.binary_opening(outlier_probability(z, parenchyma, cfg) >= 0.5,
+                                                structure=np.ones((k, k, k), bool))
+            parenchyma = parenchyma * judge
         q = outlier_probability(z, parenchyma, cfg)
         lesion = 1.0 - (1.0 - judged_learned) * (1.0 - q)
     else:

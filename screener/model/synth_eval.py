@@ -202,6 +202,29 @@ def calibration_heads(gen: Any, run_seed: int, n: int, seed: int, measured_min_m
         yield spec, sample
 
 
+def realistic_flair_generator() -> Any:
+    """A generator over the held-out label maps (18-20) with FLAIR grey matter at white matter's
+    mean x 1.0-1.2, as on real FLAIR, and masses and oedemas drawn at 60-80 mm when their size is
+    not fixed: what the large-oedema diagnostics in benchmarks/ draw from."""
+    from screener.model.anatomy import load_all
+    from screener.model.synth import SynthConfig, SynthGenerator
+
+    cfg = SynthConfig(flair_gm_ratio=(1.0, 1.2), p_large_lesion=1.0, large_lesion_mm=(60.0, 80.0))
+    return SynthGenerator(cfg, load_all(cfg.label_maps_dir, cfg.max_label_maps)[17:])
+
+
+def oedema_heads(gen: Any, n: int, diameter_mm: float | None) -> list[Any]:
+    """n FLAIR heads at 2 mm (seeds 500, 501, ...) with one oedema each, of `diameter_mm` or, for
+    None, 60-80 mm (with realistic_flair_generator); heads whose oedema came out empty are
+    dropped."""
+    from screener.model.synth import SampleSpec
+
+    samples = [gen.sample(500 + seed, SampleSpec(kind="oedema", contrast="FLAIR", n_lesions=1,
+                                                 diameter_mm=diameter_mm, slice_thickness_mm=2.0))
+               for seed in range(n)]
+    return [s for s in samples if s.lesion_mask.any()]
+
+
 def run_cases(n: int, seed: int, space: str, model: Any, config: dict[str, Any],
               min_diameter_mm: float = 0.0) -> list[CaseResult]:
     from tqdm import tqdm

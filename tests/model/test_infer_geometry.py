@@ -350,3 +350,35 @@ def test_outlier_rim_keeps_the_outlier_term_off_the_brains_outermost_voxels():
     assert (plain.lesion_prob[blob] >= 0.5).mean() > 0.9
     assert (rim.lesion_prob[blob] >= 0.5).mean() > 0.9
     np.testing.assert_allclose(rim.brain_prob, plain.brain_prob)
+
+
+def test_outlier_rim_opening_judges_thick_regions_at_the_surface():
+    """model.outlier_rim_opening_vox: in the rim, a region of the outlier term at least 3 voxels
+    thick (a lesion at the cortex) still counts; the one-voxel shell of partial volume does not."""
+    import dataclasses
+
+    from screener.infer import predict
+    from screener.types import SeriesInfo, SeriesVolume
+
+    shape = (60, 70, 50)
+    centre = (30, 35, 25)
+    head = _ball(shape, centre, 20)
+    data = np.zeros(shape, np.float32)
+    data[head] = 100.0
+    shell = head & ~_ball(shape, centre, 19)
+    data[shell] = 140.0
+    surface_lesion = _ball(shape, (30, 35 + 17, 25), 5) & head  # reaches the brain's surface
+    data[surface_lesion] = 140.0
+    data += np.random.default_rng(0).normal(0, 1.0, shape).astype(np.float32)
+    vol = SeriesVolume(data=data, affine=np.diag([2.0, 2.0, 2.0, 1.0]), info=SeriesInfo("s", "s"))
+    model, _ = _fake_model((32, 32, 32))
+    cfg = dataclasses.replace(model.config, use_outlier=True, outlier_rim_vox=2)
+    rim = predict(vol, dataclasses.replace(model, config=cfg))
+    opened = predict(vol, dataclasses.replace(
+        model, config=dataclasses.replace(cfg, outlier_rim_opening_vox=1)))
+    outer = surface_lesion & shell  # the lesion's voxels in the outermost layer
+    assert outer.sum() > 10
+    assert (rim.lesion_prob[outer] >= 0.5).mean() < 0.2
+    assert (opened.lesion_prob[outer] >= 0.5).mean() > 0.8
+    away = shell & ~_ball(shape, (30, 35 + 17, 25), 9)  # the shell away from the lesion
+    assert (opened.lesion_prob[away] >= 0.5).mean() < 0.2

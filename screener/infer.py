@@ -313,12 +313,17 @@ def hull_region(brain: np.ndarray, judged: np.ndarray, lesion: np.ndarray, openi
     2 * opening_vox + 1 voxels thick (survives a binary opening by that cube)."""
     outside = judged * (brain < 0.5)
     if opening_vox > 0:
-        from scipy import ndimage
-
-        k = 2 * opening_vox + 1
-        blobs = ndimage.binary_opening((lesion * outside) >= 0.5, structure=np.ones((k, k, k), bool))
-        outside = outside * blobs
+        outside = outside * thick_regions((lesion * outside) >= 0.5, opening_vox)
     return np.maximum(brain, outside).astype(np.float32)
+
+
+def thick_regions(mask: np.ndarray, opening_vox: int) -> np.ndarray:
+    """The parts of `mask` at least 2 * opening_vox + 1 voxels thick: what survives a binary
+    opening by that cube (specks and thin sheets do not)."""
+    from scipy import ndimage
+
+    k = 2 * opening_vox + 1
+    return ndimage.binary_opening(mask, structure=np.ones((k, k, k), bool))
 
 
 def largest_component(mask: np.ndarray, dilate: int = 1) -> np.ndarray:
@@ -443,17 +448,15 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
         parenchyma = probs[[int(Tissue.WM), int(Tissue.GM), int(Tissue.LESION)]].sum(0)
         if hull is not None:
             parenchyma = parenchyma + hull * probs[int(Tissue.CSF)]
+        q = outlier_probability(z, parenchyma, cfg)
         if cfg.outlier_rim_vox > 0:
             from scipy import ndimage
 
             depth = ndimage.distance_transform_edt(judged >= 0.5)  # voxels to the region's outside
             judge = depth > cfg.outlier_rim_vox
             if cfg.outlier_rim_opening_vox > 0:
-                k = 2 * cfg.outlier_rim_opening_vox + 1
-                judge |= ndimage.binary_opening(outlier_probability(z, parenchyma, cfg) >= 0.5,
-                                                structure=np.ones((k, k, k), bool))
-            parenchyma = parenchyma * judge
-        q = outlier_probability(z, parenchyma, cfg)
+                judge |= thick_regions(q >= 0.5, cfg.outlier_rim_opening_vox)
+            q = q * judge
         lesion = 1.0 - (1.0 - judged_learned) * (1.0 - q)
     else:
         lesion = judged_learned

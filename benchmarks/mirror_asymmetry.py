@@ -25,6 +25,7 @@ def main() -> int:
 
     from scipy import ndimage
 
+    from screener.metrics import mad_sd
     from screener.model import synth_eval
     from screener.model.anatomy import Tissue
     from screener.model.symmetry import mirror
@@ -45,7 +46,7 @@ def main() -> int:
         les = t == int(Tissue.LESION)
         ref = a[brain & ~les]
         med = float(np.median(ref))
-        mad = float(np.median(np.abs(ref - med))) * 1.4826 + 1e-6
+        mad = mad_sd(ref) + 1e-6
         z = (a - med) / mad
         if spec.lesion:
             rows.append((smp.lesions[0].kind, float(np.percentile(z[les], 90))))

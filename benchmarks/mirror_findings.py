@@ -36,7 +36,7 @@ def main() -> int:
 
     from screener.decide import analyse_series, finding_score
     from screener.infer import assessment_mask, predict
-    from screener.metrics import auroc
+    from screener.metrics import auroc, mad_sd
     from screener.model import synth_eval
     from screener.model.anatomy import Tissue
     from screener.model.symmetry import estimate_plane, mirror
@@ -63,8 +63,7 @@ def main() -> int:
         plane = estimate_plane(torch.from_numpy(img).float(), vox_mm)
         img_m = mirror(torch.from_numpy(img).float(), vox_mm, plane).numpy()
         b = img[brain]
-        med = float(np.median(b))
-        rsd = 1.4826 * float(np.median(np.abs(b - med))) or 1e-6
+        rsd = mad_sd(b) or 1e-6
         for name, prob in (("fused", pred.lesion_prob), ("learned", pred.learned_prob)):
             prob_m = mirror(torch.from_numpy(np.asarray(prob)).float(), vox_mm, plane).numpy()
             a = analyse_series(prob, brain, img, sample.affine, "s", dc)

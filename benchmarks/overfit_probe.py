@@ -27,11 +27,8 @@ import numpy as np
 
 def lesion_crops(gen, run_seed: int, k: int, seed: int, space: str, roi, lesion: bool = True):
     """k (image, target, contrast, kind) crops centred on lesions measuring >= 10 mm (or, with
-    lesion False, on a random brain voxel of a lesion-free head)."""
-    import torch
-
+    lesion False, on the middle brain voxel of a lesion-free head)."""
     from screener.model import synth_eval
-    from screener.model.anatomy import Tissue
     from screener.model.symmetry import network_input
 
     out = []
@@ -99,7 +96,7 @@ def main() -> int:
     import torch
 
     from screener.config import repo_path
-    from screener.model.anatomy import load_all
+    from screener.model.anatomy import Tissue, load_all
     from screener.model.bundle import load_bundle
     from screener.model.networks import NetworkConfig, build_network
     from screener.model.synth import SynthGenerator, held_out_config
@@ -120,7 +117,8 @@ def main() -> int:
     fixed = lesion_crops(train_gen, cfg.seed, args.k, args.seed, "calib", roi)
     fixed += lesion_crops(train_gen, cfg.seed, max(1, args.k // 3), args.seed, "calib", roi, False)
     held = lesion_crops(held_gen, cfg.seed, args.k, args.seed + 1, "calib", roi)
-    print("fixed lesion crops: " + ", ".join(f"{c[3]}/{c[2]}" for c in fixed if (c[1] == 5).any()))
+    print("fixed lesion crops: " + ", ".join(f"{c[3]}/{c[2]}" for c in fixed
+                                           if (c[1] == int(Tissue.LESION)).any()))
     weights = torch.ones(cfg.network.out_channels)
     weights[-1] = cfg.lesion_class_weight
     loss_fn = make_loss(cfg, weights)

@@ -34,13 +34,17 @@ def sha256_file(path: Path) -> str:
 
 def read_checkpoint(spec: str | Path) -> dict[str, Any]:
     """A training checkpoint from a file, or from the repository's history as COMMIT:PATH
-    (`git show`), so that weights averaged from earlier checkpoints can be rebuilt from a clone."""
+    (`git show`), so that weights averaged from earlier checkpoints can be rebuilt from a clone.
+    A relative file path is taken from the repository, as every path a config names
+    (config.repo_path), whatever the working directory."""
     import io
     import subprocess
 
     import torch
 
-    path = Path(spec)
+    from screener.config import repo_path
+
+    path = repo_path(spec)
     if not path.exists() and ":" in str(spec):
         blob = subprocess.run(["git", "-C", str(REPO_ROOT), "show", str(spec)], capture_output=True,
                               check=True).stdout

@@ -266,3 +266,21 @@ def test_read_checkpoint_from_the_repository_history():
     want = torch.load(REPO_ROOT / path, map_location="cpu", weights_only=False)
     assert got["iteration"] == want["iteration"]
     assert all(torch.equal(got["model"][k], want["model"][k]) for k in want["model"])
+
+
+def test_read_checkpoint_takes_relative_paths_from_the_repository(tmp_path, monkeypatch):
+    """A relative path (as configs' init_average lists them) names the same file from any
+    working directory."""
+    import torch
+
+    from screener.model.bundle import read_checkpoint
+
+    path = "checkpoints/screener-synth-v1-t1/checkpoint.pt"
+    if not (REPO_ROOT / path).exists():
+        pytest.skip("checkpoint not in this checkout")
+    monkeypatch.chdir(tmp_path)
+    got = read_checkpoint(path)
+    want = torch.load(REPO_ROOT / path, map_location="cpu", weights_only=False)
+    assert got["iteration"] == want["iteration"]
+    with pytest.raises(Exception):
+        read_checkpoint("checkpoints/no-such-run/checkpoint.pt")

@@ -60,11 +60,6 @@ def peak_stat(t: np.ndarray, brain: np.ndarray, level: float, min_vox: int,
     return float(peak[ok].max()) if ok.any() else 0.0
 
 
-def auroc(pos: list[float], neg: list[float]) -> float:
-    p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
-    return float(((p > n).sum() + 0.5 * (p == n).sum()) / (p.size * n.size))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=80, help="calibration-space cases drawn")
@@ -75,6 +70,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from screener.infer import predict
+    from screener.metrics import auroc
     from screener.model import synth_eval
     from screener.types import SeriesInfo, SeriesVolume
 
@@ -106,7 +102,8 @@ def main() -> int:
         miss = [r for r in rows if r[0] and not r[1]]
         rescued = [r for r in miss if r[3][sig][0] > thr]
         either = sum(1 for r in rows if r[0] and (r[1] or r[3][sig][0] > thr))
-        print(f"sigma {sig:g} mm: AUROC {auroc(pos, neg):.3f} (lesion heads {len(pos)}, lesion-free {len(neg)}); "
+        auc = auroc([True] * len(pos) + [False] * len(neg), pos + neg)
+        print(f"sigma {sig:g} mm: AUROC {auc:.3f} (lesion heads {len(pos)}, lesion-free {len(neg)}); "
               f"at the lesion-free 90th percentile ({thr:.1f}): finds {len(found)}/{len(pos)}, "
               f"of the fused map's {len(miss)} misses {len(rescued)}; fused hits or this: {either}/{len(pos)}")
     return 0

@@ -35,8 +35,9 @@ def sha256_file(path: Path) -> str:
 def read_checkpoint(spec: str | Path) -> dict[str, Any]:
     """A training checkpoint from a file, or from the repository's history as COMMIT:PATH
     (`git show`), so that weights averaged from earlier checkpoints can be rebuilt from a clone.
-    A relative file path is taken from the repository, as every path a config names
-    (config.repo_path), whatever the working directory."""
+    A relative file path is taken from the working directory when it names a file there (a
+    path typed on the command line, `train --average`), else from the repository, as every path
+    a config names (config.repo_path, `init_average`)."""
     import io
     import subprocess
 
@@ -44,7 +45,9 @@ def read_checkpoint(spec: str | Path) -> dict[str, Any]:
 
     from screener.config import repo_path
 
-    path = repo_path(spec)
+    path = Path(spec)
+    if not path.exists():
+        path = repo_path(spec)
     if not path.exists() and ":" in str(spec):
         blob = subprocess.run(["git", "-C", str(REPO_ROOT), "show", str(spec)], capture_output=True,
                               check=True).stdout

@@ -282,5 +282,8 @@ def test_read_checkpoint_takes_relative_paths_from_the_repository(tmp_path, monk
     got = read_checkpoint(path)
     want = torch.load(REPO_ROOT / path, map_location="cpu", weights_only=False)
     assert got["iteration"] == want["iteration"]
-    with pytest.raises(Exception):
+    with pytest.raises(FileNotFoundError):
         read_checkpoint("checkpoints/no-such-run/checkpoint.pt")
+    # a file in the working directory wins (a path typed on the command line)
+    torch.save({"iteration": -7, "model": {}}, tmp_path / "mine.pt")
+    assert read_checkpoint("mine.pt")["iteration"] == -7

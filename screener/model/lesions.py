@@ -57,10 +57,13 @@ LARGE_KINDS = ("mass", "oedema")
 
 def plan_lesions(rng: np.random.Generator, tissue: torch.Tensor, voxel_mm: float,
                  spec: object | None = None, p_large: float = 0.0,
-                 large_mm: tuple[float, float] = (50.0, 90.0)) -> list[LesionSpec]:
+                 large_mm: tuple[float, float] = (50.0, 90.0),
+                 extra: tuple[int, int] = (0, 0)) -> list[LesionSpec]:
     """Choose kinds, sizes and places of the lesions of one sample. With `p_large` > 0 a mass
     or oedema whose size is not fixed by `spec` is drawn log-uniform from `large_mm` instead,
-    with that probability (no random number is drawn when it is 0, so earlier draws repeat)."""
+    with that probability (no random number is drawn when it is 0, so earlier draws repeat).
+    With `extra` = (a, b), b > 0 and no `spec`, a + U{0..b-a} more lesions of random kinds join
+    the plan (no random number is drawn when b is 0)."""
     from scipy import ndimage
 
     t = tissue.numpy()
@@ -73,6 +76,8 @@ def plan_lesions(rng: np.random.Generator, tissue: torch.Tensor, voxel_mm: float
     if n is None:
         n = int(rng.integers(1, 9)) if kind == "demyelination" and getattr(spec, "kind", None) is None \
             else (1 if rng.random() < 0.8 or spec is not None else 2)
+        if spec is None and extra[1] > 0:
+            n += int(rng.integers(extra[0], extra[1] + 1))
     fixed_d = getattr(spec, "diameter_mm", None)
     inner = ndimage.binary_erosion(parenchyma, iterations=2)
     plans = []

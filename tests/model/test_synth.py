@@ -126,6 +126,28 @@ def test_large_lesions_are_drawn_only_when_asked_and_never_held_out(gen):
     assert held_out_config(big.cfg).p_large_lesion == 0.0
 
 
+def test_extra_lesions_are_training_only_and_off_reproduces(gen):
+    """synth.extra_lesions: training lesion heads carry more lesions; (0, 0) keeps the draws of
+    before the option; heads fixed by a spec (benchmark, calibration) and held-out heads never."""
+    import dataclasses
+
+    from screener.model.synth import held_out_config
+
+    many = SynthGenerator(dataclasses.replace(gen.cfg, extra_lesions=(3, 3)), gen.maps)
+    seeds = [s for s in range(30) if gen.sample(s).lesions][:6]
+    assert len(seeds) >= 4
+    before = [len(gen.sample(s).lesions) for s in seeds]
+    after = [len(many.sample(s).lesions) for s in seeds]
+    assert np.mean(after) >= np.mean(before) + 2.0, (before, after)
+    spec = SampleSpec(kind="mass", diameter_mm=20.0, n_lesions=1)
+    assert len(many.sample(seeds[0], spec).lesions) <= 1
+    assert len(many.sample(seeds[0], SampleSpec(kind="infarct")).lesions) <= 1
+    off = SynthGenerator(dataclasses.replace(gen.cfg, extra_lesions=(0, 0)), gen.maps)
+    a, b = off.sample(seeds[0]), gen.sample(seeds[0])
+    assert torch.equal(a.image, b.image) and torch.equal(a.target, b.target)
+    assert held_out_config(many.cfg).extra_lesions == (0, 0)
+
+
 def test_flair_grey_white_ratio_is_training_only_and_default_reproduces(gen):
     """synth.flair_gm_ratio: FLAIR heads draw grey matter at white matter's mean times a ratio in
     the range (real FLAIR: grey matter about 0-20 % above white); empty keeps the template's

@@ -62,8 +62,9 @@ def plan_lesions(rng: np.random.Generator, tissue: torch.Tensor, voxel_mm: float
     """Choose kinds, sizes and places of the lesions of one sample. With `p_large` > 0 a mass
     or oedema whose size is not fixed by `spec` is drawn log-uniform from `large_mm` instead,
     with that probability (no random number is drawn when it is 0, so earlier draws repeat).
-    With `extra` = (a, b), b > 0 and no `spec`, a + U{0..b-a} more lesions of random kinds join
-    the plan (no random number is drawn when b is 0)."""
+    With `extra` = (a, b), b > 0 and no `spec`, a + U{0..b-a} more lesions join the plan (kinds
+    as for a second lesion: random, or demyelination again; no random number is drawn when b is
+    0)."""
     from scipy import ndimage
 
     t = tissue.numpy()

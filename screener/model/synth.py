@@ -59,9 +59,10 @@ class SynthConfig:
     # is about 0-20 %; benchmarks/parenchyma_spread.py). Empty = the template, with the same
     # draws as before the option existed. Training only: held_out_config empties it.
     flair_gm_ratio: tuple[float, ...] = ()
-    # (a, b): a lesion head draws a + U{0..b-a} more lesions of random kinds besides its plan
-    # (lesions.plan_lesions), so a crop shows more distinct lesions per CPU-second; (0, 0) = off,
-    # with the same draws as before the option existed. Training only: held_out_config resets it.
+    # (a, b): a lesion head draws a + U{0..b-a} more lesions besides its plan (lesions.plan_lesions;
+    # random kinds, but a demyelination head's stay demyelination), so a crop shows more distinct
+    # lesions per CPU-second; (0, 0) = off, with the same draws as before the option existed.
+    # Training only: held_out_config resets it.
     extra_lesions: tuple[int, int] = (0, 0)
     p_random_contrast: float = 0.4
     p_skull_stripped: float = 0.2
@@ -77,8 +78,8 @@ class SynthConfig:
 
 def held_out_config(cfg: SynthConfig) -> SynthConfig:
     """The training generator's config without its training-only emphasis (tissue mimicry,
-    contrast weights, large lesions, FLAIR grey/white ratio, extra lesions): what validation, calibration and
-    the benchmark draw with, so their heads stay the same across versions."""
+    contrast weights, large lesions, FLAIR grey/white ratio, extra lesions): what validation,
+    calibration and the benchmark draw with, so their heads stay the same across versions."""
     return replace(cfg, p_tissue_mimic=0.0, contrast_weights=(), p_large_lesion=0.0,
                    flair_gm_ratio=(), extra_lesions=(0, 0))
 

@@ -48,8 +48,8 @@ def main() -> int:
         vol = SeriesVolume(data=s.image[0].numpy(), affine=s.affine, info=SeriesInfo("s", "s"))
         p = predict(vol, model, diagnostics=True)
         fp = p.lesion_prob >= 0.5
-        voxel_ml = abs(float(np.linalg.det(s.affine[:3, :3]))) / 1000.0
-        voxel_mm = abs(float(np.linalg.det(s.affine[:3, :3]))) ** (1 / 3)
+        voxel_mm3 = abs(float(np.linalg.det(s.affine[:3, :3])))
+        voxel_ml, voxel_mm = voxel_mm3 / 1000.0, voxel_mm3 ** (1 / 3)
         t = s.target.numpy()
         brain = np.isin(t, [int(Tissue.WM), int(Tissue.GM), int(Tissue.VENTRICLE)])
         depth = ndimage.distance_transform_edt(brain)[fp] * voxel_mm

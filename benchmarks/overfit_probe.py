@@ -25,7 +25,8 @@ import time
 import numpy as np
 
 
-def lesion_crops(gen, run_seed: int, k: int, seed: int, space: str, roi, lesion: bool = True):
+def lesion_crops(gen, run_seed: int, k: int, seed: int, space: str, roi, in_channels: int,
+                 lesion: bool = True):
     """k (image, target, contrast, kind) crops centred on lesions measuring >= 10 mm (or, with
     lesion False, on the middle brain voxel of a lesion-free head)."""
     from screener.model import synth_eval
@@ -49,7 +50,7 @@ def lesion_crops(gen, run_seed: int, k: int, seed: int, space: str, roi, lesion:
         size = np.minimum(np.array(roi), shape)
         lo = np.clip(centre - size // 2, 0, shape - size)
         box = tuple(slice(int(a), int(a + b)) for a, b in zip(lo, size))
-        img = network_input(smp.image, 1, 2.0)
+        img = network_input(smp.image, in_channels, gen.cfg.voxel_mm)
         out.append((img[(slice(None),) + box].contiguous(), t[box].contiguous(), spec.contrast,
                     spec.kind))
         if len(out) == k:
@@ -114,9 +115,11 @@ def main() -> int:
     roi = tuple(cfg.crop_shape)
     train_gen = SynthGenerator(scfg, maps[: cfg.train_maps])
     held_gen = SynthGenerator(scfg, maps[cfg.train_maps:])
-    fixed = lesion_crops(train_gen, cfg.seed, args.k, args.seed, "calib", roi)
-    fixed += lesion_crops(train_gen, cfg.seed, max(1, args.k // 3), args.seed, "calib", roi, False)
-    held = lesion_crops(held_gen, cfg.seed, args.k, args.seed + 1, "calib", roi)
+    chans = int(meta["network"].get("in_channels", 1))
+    fixed = lesion_crops(train_gen, cfg.seed, args.k, args.seed, "calib", roi, chans)
+    fixed += lesion_crops(train_gen, cfg.seed, max(1, args.k // 3), args.seed, "calib", roi, chans,
+                          lesion=False)
+    held = lesion_crops(held_gen, cfg.seed, args.k, args.seed + 1, "calib", roi, chans)
     print("fixed lesion crops: " + ", ".join(f"{c[3]}/{c[2]}" for c in fixed
                                            if (c[1] == int(Tissue.LESION)).any()))
     weights = torch.ones(cfg.network.out_channels)

@@ -15,7 +15,7 @@ from typing import Any
 
 from screener import __version__
 from screener.atomic import atomic_write, write_json_atomic
-from screener.config import REPO_ROOT
+from screener.config import REPO_ROOT, repo_path
 
 INTENDED_USE = "research and worklist triage, not a diagnostic device"
 
@@ -42,8 +42,6 @@ def read_checkpoint(spec: str | Path) -> dict[str, Any]:
     import subprocess
 
     import torch
-
-    from screener.config import repo_path
 
     path = Path(spec)
     if not path.exists():

@@ -59,6 +59,7 @@ class DecideConfig:
     min_size_sensitivity: float
     min_size_n: int
     resolution_aggregate: str
+    resolution_contrast: str
     slice_tolerance_mm: float
 
     def __post_init__(self) -> None:
@@ -68,6 +69,8 @@ class DecideConfig:
             raise ValueError("decide.component_probability must be max or mean")
         if self.score_volume_scale_ml <= 0:
             raise ValueError("decide.score_volume_scale_ml must be positive")
+        if self.resolution_contrast not in ("matched", "pooled"):
+            raise ValueError("decide.resolution_contrast must be matched or pooled")
 
 
 def decide_config(cfg: DecideConfig | Mapping[str, Any] | None = None) -> DecideConfig:

@@ -95,7 +95,7 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
     from screener.decide import decide_config, decide_study
     from screener.io import write_nifti
     from screener.report.json import build_report, series_entry, write_report
-    from screener.resolution import best_limits, resolution_limits
+    from screener.resolution import benchmark_contrast, best_limits, resolution_limits
     from screener.sidecar import Sidecar
 
     t_report = time.perf_counter()
@@ -111,7 +111,10 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
             f"model_files_unreadable: calibration/benchmark could not be read ({type(exc).__name__})"]
     limits = [resolution_limits(r.info.voxel_mm, r.info.slice_thickness_mm, r.info.slice_gap_mm,
                                 bench, dc.min_size_sensitivity, dc.resolution_aggregate,
-                                dc.slice_tolerance_mm, dc.min_size_n) for r in used]
+                                dc.slice_tolerance_mm, dc.min_size_n,
+                                contrast=benchmark_contrast(r.info.sequence.value),
+                                match_contrast=dc.resolution_contrast == "matched")
+              for r in used]
     decision = decide_study([r.analysis for r in used], study_reasons, cal, best_limits(limits))
     primary = used[0] if used else None  # results were analysed in primary order
     outputs: dict[str, str | None] = {"anomaly_map": None, "sr": None, "seg": None,

@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from screener.resolution import best_limits, load_benchmark, resolution_limits, sensitivity_table
+from screener.resolution import (
+    benchmark_contrast,
+    best_limits,
+    load_benchmark,
+    resolution_limits,
+    sensitivity_table,
+)
 
 
 def cell(d, t, detected, n=10, kind="mass", contrast="T2"):
@@ -123,3 +129,53 @@ def test_malformed_benchmark_raises(tmp_path):
     p.write_text(json.dumps({"schema_version": "1", "cells": [{"diameter_mm": 3}]}))
     with pytest.raises(ValueError):
         load_benchmark(p)
+
+
+def test_claim_rests_on_the_series_own_contrast(tmp_path):
+    # 5 mm slices: FLAIR lesions are found (20/20 at 10 and 20 mm), T1 lesions are not (5/10 at
+    # 10 mm, 8/10 at 20 mm). Pooled over contrasts, 20 mm reaches 28/30 = 0.93 and is claimed; a
+    # T1 study must not inherit that claim, since its own 20 mm lesions were found 8/10.
+    cells = [cell(10, 5, 10, contrast="FLAIR"), cell(20, 5, 10, contrast="FLAIR"),
+             cell(10, 5, 5, contrast="T1"), cell(20, 5, 8, contrast="T1"),
+             cell(20, 5, 10, contrast="T2")]
+    data = {"schema_version": "1", "model": {}, "seed": 1, "score_threshold": 0.5, "cells": cells,
+            "specificity": {"n": 1, "negative": 1, "value": 1.0}}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(data))
+    bench = load_benchmark(path)
+    assert bench.contrasts == ["FLAIR", "T1", "T2"]
+
+    def lim(sequence, match=True):
+        return resolution_limits((1, 1, 5), 5.0, 0.0, bench,
+                                 contrast=benchmark_contrast(sequence), match_contrast=match)
+
+    pooled = lim("T1", match=False)
+    assert pooled["min_detectable_diameter_mm"] == 20.0 and pooled["benchmark_n"] == 30
+    assert pooled["benchmark_contrast"] is None
+    flair = lim("FLAIR")
+    assert flair["min_detectable_diameter_mm"] == 10.0 and flair["benchmark_n"] == 10
+    assert flair["benchmark_contrast"] == "FLAIR"
+    assert "synthetic FLAIR lesions" in flair["statement"]
+    for sequence in ("T1", "T1c"):  # contrast-enhanced T1 is judged by the T1 lesions
+        t1 = lim(sequence)
+        assert t1["min_detectable_diameter_mm"] is None and t1["benchmark_contrast"] == "T1"
+        assert "of T1 images" in t1["no_claim_reason"]
+    pd = lim("PD")
+    assert pd["min_detectable_diameter_mm"] is None
+    assert pd["no_claim_reason"] == "the benchmark holds no PD lesions"
+    other = lim("DWI")
+    assert benchmark_contrast("DWI") is None and other["min_detectable_diameter_mm"] is None
+    assert "no benchmark counterpart" in other["no_claim_reason"]
+    # A FLAIR and a T1 series of one study: the FLAIR's claim is the study's.
+    assert best_limits([lim("T1"), flair]) is flair
+
+
+def test_resolution_contrast_setting_is_checked():
+    import dataclasses
+
+    from screener.decide import decide_config
+
+    c = decide_config()
+    assert c.resolution_contrast == "matched"  # the shipped default
+    with pytest.raises(ValueError, match="resolution_contrast"):
+        dataclasses.replace(c, resolution_contrast="per_kind")

@@ -7,7 +7,8 @@ removed or retyped without a new schema_version. Added here beyond DESIGN.md: ``
 ``operating_point`` (threshold, method, calibration n, FNR upper bound and delta, or null when
 the model ships no calibration), per finding ``mean_probability``, ``score``, ``voxels``,
 ``label``, per series ``series_description`` and ``path``, and in ``resolution_limits``
-``slice_gap_mm``, ``benchmark_slice_thickness_mm``, ``benchmark_n``, ``no_claim_reason``.
+``slice_gap_mm``, ``benchmark_slice_thickness_mm``, ``benchmark_n``, ``benchmark_contrast``,
+``no_claim_reason``.
 """
 
 from __future__ import annotations

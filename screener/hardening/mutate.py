@@ -143,6 +143,8 @@ def _pixel_offset(data: bytes) -> int:
 def m_byte_flip(rng: np.random.Generator, files: Files) -> tuple[str, Files]:
     idx = int(rng.integers(len(files)))
     data = bytearray(files[idx][1])
+    if not data:  # an earlier stacked mutation truncated it to nothing: no byte to flip
+        return f"file {idx} empty, nothing flipped", list(files)
     n = int(rng.choice([1, 2, 4, 8, 32]))
     header_end = min(_pixel_offset(bytes(data)) + 16, len(data))
     for _ in range(n):

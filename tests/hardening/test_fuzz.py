@@ -81,3 +81,16 @@ def test_cases_are_reproducible(tmp_path):
     b = [(m.kind, m.detail, m.files) for _, m in fuzz.make_cases(seeds, 25, seed=3)]
     assert a == b
     assert len({files for _, _, files in a}) == 25  # every case differs
+
+
+def test_byte_flip_survives_an_emptied_file():
+    # benchmarks/fuzz.py --cases 20000 --seed 2 stopped here: a stacked mutation truncated a file
+    # to 0 bytes, then the byte flip indexed into it (IndexError in the harness, not the screener).
+    import numpy as np
+
+    from screener.hardening.mutate import m_byte_flip
+
+    files = [("a.dcm", b""), ("b.dcm", b"\x00" * 200)]
+    for seed in range(20):
+        detail, out = m_byte_flip(np.random.default_rng(seed), files)
+        assert len(out) == 2 and out[0] == ("a.dcm", b"") and len(out[1][1]) == 200, detail

@@ -8,7 +8,7 @@ shipped network costs per sample at batch 1, 2 and 4 (peer: batch 1, same run):
   overlap 0.5 (model.sw_batch_size).
 Prints seconds per sample, the ratio to batch 1 and the peak RSS of the process so far.
 
-    .venv/bin/python benchmarks/network_batch.py [--repeats 4] [--batches 1 2 4]
+    .venv/bin/python benchmarks/network_batch.py [--repeats 4] [--batches 1 2 4] [--bf16]
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=4)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time each training batch and the inference under CPU bfloat16 "
+                         "autocast (train.autocast_bf16), against float32 in the same run")
     args = ap.parse_args()
 
     import torch
@@ -56,8 +59,10 @@ def main() -> int:
         x = torch.rand(b, 1, 64, 80, 64)
         y = torch.randint(0, NetworkConfig().out_channels, (b, 1, 64, 80, 64))
 
-        def step() -> None:
-            loss = loss_fn(net(x), y)
+        def step(bf16: bool = False) -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = net(x)
+            loss = loss_fn(out.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -66,6 +71,10 @@ def main() -> int:
         base = base or s
         print(f"  batch {b}: {s:.3f} s/crop, {base / s:.2f}x the crops per second of batch 1, "
               f"peak RSS {rss_mb():.0f} MB")
+        if args.bf16:
+            sb = timed(lambda: step(True), b)
+            print(f"  batch {b}, bf16 autocast: {sb:.3f} s/crop, {sb / s:.2f}x the time of "
+                  f"float32 at batch {b}, peak RSS {rss_mb():.0f} MB")
     net.eval()
     box = torch.rand(1, 1, 96, 112, 96)
     print("sliding-window inference, 96x112x96 box, 64x80x64 tiles, overlap 0.5")
@@ -77,6 +86,12 @@ def main() -> int:
             base = base or s
             print(f"  sw_batch_size {b}: {s:.2f} s/box, {base / s:.2f}x the speed of 1 at a "
                   f"time, peak RSS {rss_mb():.0f} MB")
+            if args.bf16:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    sb = timed(lambda: sliding_window_inference(
+                        box, (64, 80, 64), b, net, overlap=0.5, mode="gaussian"), 1)
+                print(f"  sw_batch_size {b}, bf16 autocast: {sb:.2f} s/box, {sb / s:.2f}x the "
+                      f"time of float32")
     return 0
 
 

@@ -287,3 +287,26 @@ def test_read_checkpoint_takes_relative_paths_from_the_repository(tmp_path, monk
     # a file in the working directory wins (a path typed on the command line)
     torch.save({"iteration": -7, "model": {}}, tmp_path / "mine.pt")
     assert read_checkpoint("mine.pt")["iteration"] == -7
+
+
+def test_bf16_autocast_training_steps(tmp_path, shared):
+    """train.autocast_bf16: the forward pass runs in bfloat16, the saved weights stay float32 and
+    the losses are finite (NaN fails the range check)."""
+    shared("synth-label-maps")
+    from dataclasses import replace
+
+    import torch
+
+    from screener.model.train import train
+
+    smoke = load_train_config(REPO_ROOT / "configs/train.yaml", smoke=True)
+    run = tmp_path / "bf16"
+    cfg = replace(smoke, autocast_bf16=True, iterations=4, val_every=10**6, log_every=2,
+                  checkpoint_every=4)
+    train(cfg, run_dir=run)
+    saved = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert saved["iteration"] == 4 and saved["config"]["autocast_bf16"] is True
+    assert all(v.dtype == torch.float32 for v in saved["model"].values() if v.is_floating_point())
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses and all(0 < x < 100 for x in losses), losses

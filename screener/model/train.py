@@ -58,9 +58,10 @@ class TrainConfig:
     crop_detection_weight: float = 0.0
     crop_detection_ml: float = 0.5
     # Run the training forward pass under CPU bfloat16 autocast (losses and optimizer stay
-    # float32). On this machine's CPU (AVX512-BF16) a step of 2 crops took 0.69-0.73x the time
-    # of float32 (benchmarks/network_batch.py --bf16); no shipped weights were trained with it
-    # yet, so what it does to what the network learns is unmeasured. Off: every run so far.
+    # float32). On this machine's CPU (AVX512-BF16) a step of 2 crops took 0.61-0.73x the time
+    # of float32 (benchmarks/network_batch.py --bf16), but training ran no faster (98.8 against
+    # 95.7 it/min): the loop waits on the generator in the loader process (0.64 s per step of 2).
+    # No weights were trained with it; its effect on what the network learns is unmeasured.
     autocast_bf16: bool = False
     log_every: int = 50
     val_every: int = 500

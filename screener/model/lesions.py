@@ -81,6 +81,7 @@ def plan_lesions(rng: np.random.Generator, tissue: torch.Tensor, voxel_mm: float
             n += int(rng.integers(extra[0], extra[1] + 1))
     fixed_d = getattr(spec, "diameter_mm", None)
     inner = ndimage.binary_erosion(parenchyma, iterations=2)
+    near_vent = None  # distance to the ventricles (mm): computed once, for demyelination only
     plans = []
     for i in range(n):
         k = kind if i == 0 or kind == "demyelination" else KINDS[int(rng.choice(len(KINDS), p=KIND_P))]
@@ -89,8 +90,9 @@ def plan_lesions(rng: np.random.Generator, tissue: torch.Tensor, voxel_mm: float
         if fixed_d is None and p_large > 0 and k in LARGE_KINDS and rng.random() < p_large:
             d = float(math.exp(rng.uniform(math.log(large_mm[0]), math.log(large_mm[1]))))
         if k == "demyelination":
-            near = ndimage.distance_transform_edt(~vent) * voxel_mm
-            where = wm & (near > 1.0) & (near < 10.0)
+            if near_vent is None:
+                near_vent = ndimage.distance_transform_edt(~vent) * voxel_mm
+            where = wm & (near_vent > 1.0) & (near_vent < 10.0)
         elif k == "oedema":
             where = wm & inner
         elif k == "infarct":

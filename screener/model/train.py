@@ -59,8 +59,9 @@ class TrainConfig:
     crop_detection_ml: float = 0.5
     # Run the training forward pass under CPU bfloat16 autocast (losses and optimizer stay
     # float32). On this machine's CPU (AVX512-BF16) a step of 2 crops took 0.61-0.73x the time
-    # of float32 (benchmarks/network_batch.py --bf16), but training ran no faster (98.8 against
-    # 95.7 it/min): the loop waits on the generator in the loader process (0.64 s per step of 2).
+    # of float32 (benchmarks/network_batch.py --bf16). End to end (4 minutes each from the
+    # committed checkpoint, 2026-12-02): 115.6 against 93.8 it/min (1.23x) once the generator
+    # took 0.27 s per sample; before that the loop waited on the generator and gained nothing.
     # No weights were trained with it; its effect on what the network learns is unmeasured.
     autocast_bf16: bool = False
     log_every: int = 50

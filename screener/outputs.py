@@ -112,7 +112,7 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
     limits = [resolution_limits(r.info.voxel_mm, r.info.slice_thickness_mm, r.info.slice_gap_mm,
                                 bench, dc.min_size_sensitivity, dc.resolution_aggregate,
                                 dc.slice_tolerance_mm, dc.min_size_n,
-                                contrast=benchmark_contrast(r.info.sequence.value),
+                                contrast=benchmark_contrast(r.info.sequence),
                                 match_contrast=dc.resolution_contrast == "matched")
               for r in used]
     decision = decide_study([r.analysis for r in used], study_reasons, cal, best_limits(limits))

@@ -81,8 +81,9 @@ class Benchmark:
 
 
 def benchmark_contrast(sequence: str | None) -> str | None:
-    """The benchmark contrast whose cells speak for a series of this class (None: none do)."""
-    return BENCHMARK_CONTRAST.get(str(sequence)) if sequence is not None else None
+    """The benchmark contrast whose cells speak for a series of this class (a SequenceClass or
+    its value; None: none do)."""
+    return BENCHMARK_CONTRAST.get(sequence)  # type: ignore[arg-type]
 
 
 def load_benchmark(path: str | Path) -> Benchmark:

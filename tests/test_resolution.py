@@ -163,6 +163,10 @@ def test_claim_rests_on_the_series_own_contrast(tmp_path):
     pd = lim("PD")
     assert pd["min_detectable_diameter_mm"] is None
     assert pd["no_claim_reason"] == "the benchmark holds no PD lesions"
+    from screener.types import SequenceClass
+
+    assert benchmark_contrast(SequenceClass.T1C) == "T1"  # the enum itself, as the pipeline passes it
+    assert benchmark_contrast(None) is None
     other = lim("DWI")
     assert benchmark_contrast("DWI") is None and other["min_detectable_diameter_mm"] is None
     assert "no benchmark counterpart" in other["no_claim_reason"]

@@ -64,6 +64,17 @@ class TrainConfig:
     # took 0.27 s per sample; before that the loop waited on the generator and gained nothing.
     # No weights were trained with it; its effect on what the network learns is unmeasured.
     autocast_bf16: bool = False
+    # Training crops cut from each synthetic head. The generator costs about as much per head
+    # (0.27 s) as the network per crop under bf16, so a second crop of the same head doubles the
+    # crops per CPU-second at the price of correlated crops. Crop 0 of a head is the crop a run
+    # with 1 draws (same seed), so 1 keeps every earlier run's stream.
+    crops_per_head: int = 1
+    # Index of the first synthetic head of this run's stream: a run started from another run's
+    # weights (init_from) with the same seed otherwise re-draws the heads that run trained on.
+    sample_offset: int = 0
+    # Cosine annealing of the learning rate from `learning_rate` at iteration 0 to `lr_final` at
+    # `iterations` (None: constant, every run before configs/train-long.yaml).
+    lr_final: float | None = None
     log_every: int = 50
     val_every: int = 500
     checkpoint_every: int = 250
@@ -114,7 +125,7 @@ class _Stream(torch.utils.data.IterableDataset):
 
     def __init__(self, cfg: TrainConfig, start: int) -> None:
         super().__init__()
-        self.cfg, self.start = cfg, start
+        self.cfg, self.start = cfg, start  # start: crops already drawn by this run
 
     def __iter__(self):
         from screener.model.anatomy import load_all
@@ -125,13 +136,16 @@ class _Stream(torch.utils.data.IterableDataset):
         torch.set_flush_denormal(True)
         maps = load_all(self.cfg.synth.label_maps_dir, self.cfg.synth.max_label_maps)
         gen = SynthGenerator(self.cfg.synth, maps[: self.cfg.train_maps])
-        it = self.start
+        k = max(1, self.cfg.crops_per_head)
+        head, skip = divmod(self.start, k)
         while True:
-            seed = sample_seed(self.cfg.seed, "train", it)
+            seed = sample_seed(self.cfg.seed, "train", self.cfg.sample_offset + head)
             s = gen.sample(seed)
             image = network_input(s.image, self.cfg.network.in_channels, self.cfg.synth.voxel_mm)
-            yield crop(image, s.target, self.cfg, np.random.default_rng(seed + 1))
-            it += 1
+            for i in range(skip, k):
+                yield crop(image, s.target, self.cfg, np.random.default_rng(seed + 1 + i))
+            skip = 0
+            head += 1
 
 
 def crop(image, target, cfg: TrainConfig, rng: np.random.Generator):
@@ -152,6 +166,14 @@ def crop(image, target, cfg: TrainConfig, rng: np.random.Generator):
     lo = np.clip(centre - size // 2 + rng.integers(-8, 9, 3), 0, shape - size)
     box = tuple(slice(int(a), int(a + b)) for a, b in zip(lo, size))
     return image[(slice(None),) + box].contiguous(), target[box].contiguous()
+
+
+def annealed_lr(cfg: TrainConfig, iteration: int) -> float:
+    """Cosine annealing from cfg.learning_rate (iteration 0) to cfg.lr_final (cfg.iterations)."""
+    if cfg.lr_final is None:
+        return cfg.learning_rate
+    t = min(1.0, max(0.0, iteration / max(1, cfg.iterations)))
+    return cfg.lr_final + (cfg.learning_rate - cfg.lr_final) * 0.5 * (1.0 + np.cos(np.pi * t))
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -331,6 +353,9 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
             target = torch.stack([b[1] for b in batch])[:, None]
             samples += len(batch)
             batch = []
+            if cfg.lr_final is not None:
+                for group in opt.param_groups:
+                    group["lr"] = annealed_lr(cfg, it)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
                 out = net(image)
             loss = loss_fn(out.float(), target)
@@ -343,6 +368,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | No
             if it % cfg.log_every == 0:
                 rec = {"it": it, "samples": samples, "loss": float(np.mean(running)),
                        "minutes": (time.time() - t0) / 60}
+                if cfg.lr_final is not None:
+                    rec["lr"] = opt.param_groups[0]["lr"]
                 running = []
                 bar.set_postfix(loss=f"{rec['loss']:.3f}")
                 if it % cfg.val_every == 0:

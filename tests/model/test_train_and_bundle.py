@@ -310,3 +310,44 @@ def test_bf16_autocast_training_steps(tmp_path, shared):
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
     assert losses and all(0 < x < 100 for x in losses), losses
+
+
+def test_crops_per_head_keeps_crop_zero_resumes_mid_head_and_offsets(shared):
+    """train.crops_per_head / sample_offset: with k crops per head, crop 0 of each head is the crop
+    a run with 1 draws for that head; a stream resumed after an odd number of crops continues with
+    the same head's next crop; the offset starts the stream at a later head."""
+    shared("synth-label-maps")
+    from dataclasses import replace
+    from itertools import islice
+
+    import torch
+
+    from screener.model.train import _Stream
+
+    smoke = replace(load_train_config(REPO_ROOT / "configs/train.yaml", smoke=True),
+                    crop_shape=(24, 24, 24))  # smaller than the smoke grid, so crops differ
+    one = list(islice(iter(_Stream(smoke, 0)), 3))
+    two_cfg = replace(smoke, crops_per_head=2)
+    two = list(islice(iter(_Stream(two_cfg, 0)), 6))
+    for h in range(3):
+        assert torch.equal(two[2 * h][0], one[h][0]) and torch.equal(two[2 * h][1], one[h][1])
+    # the second crop of a head is cut elsewhere
+    assert not torch.equal(two[1][0], two[0][0])
+    resumed = list(islice(iter(_Stream(two_cfg, 3)), 2))
+    assert torch.equal(resumed[0][0], two[3][0]) and torch.equal(resumed[1][0], two[4][0])
+    shifted = list(islice(iter(_Stream(replace(smoke, sample_offset=2), 0)), 1))
+    assert torch.equal(shifted[0][0], one[2][0])
+
+
+def test_annealed_learning_rate_is_cosine_between_the_ends():
+    from dataclasses import replace
+
+    from screener.model.train import TrainConfig, annealed_lr
+
+    cfg = replace(TrainConfig(), learning_rate=1e-4, lr_final=1e-5, iterations=1000)
+    assert annealed_lr(cfg, 0) == pytest.approx(1e-4)
+    assert annealed_lr(cfg, 500) == pytest.approx(5.5e-5)
+    assert annealed_lr(cfg, 1000) == pytest.approx(1e-5)
+    assert annealed_lr(cfg, 5000) == pytest.approx(1e-5)
+    assert annealed_lr(cfg, 250) > annealed_lr(cfg, 750)
+    assert annealed_lr(replace(cfg, lr_final=None), 700) == 1e-4

@@ -1,7 +1,8 @@
 """`screener train`: seeded, resumable CPU training of the abnormality network.
 
-Every synthetic sample is drawn from a seed derived from (run seed, "train", iteration), so a
-resumed run sees the same data stream as an uninterrupted one. Label maps are split: the
+Every synthetic head is drawn from a seed derived from (run seed, "train", sample_offset + head
+index), and its crops from that seed too, so a resumed run sees the same data stream as an
+uninterrupted one. Label maps are split: the
 first `train_maps` train the network; the rest are held out for validation, calibration and
 the synthetic benchmark, which therefore never see a training head.
 """
@@ -109,6 +110,9 @@ def load_train_config(path: str | Path, smoke: bool = False) -> TrainConfig:
         if not Path(maps_dir).is_absolute():  # relative to the repository, not the working directory
             data["synth"]["label_maps_dir"] = str(repo_path(maps_dir).resolve())
     cfg = from_mapping(TrainConfig, data)
+    if cfg.crops_per_head < 1 or cfg.sample_offset < 0:
+        raise ValueError(f"{path}: crops_per_head must be >= 1 and sample_offset >= 0, got "
+                         f"{cfg.crops_per_head} and {cfg.sample_offset}")
     if smoke:
         import dataclasses
 
@@ -137,7 +141,7 @@ class _Stream(torch.utils.data.IterableDataset):
         torch.set_flush_denormal(True)
         maps = load_all(self.cfg.synth.label_maps_dir, self.cfg.synth.max_label_maps)
         gen = SynthGenerator(self.cfg.synth, maps[: self.cfg.train_maps])
-        k = max(1, self.cfg.crops_per_head)
+        k = self.cfg.crops_per_head
         head, skip = divmod(self.start, k)
         while True:
             seed = sample_seed(self.cfg.seed, "train", self.cfg.sample_offset + head)
@@ -174,7 +178,7 @@ def annealed_lr(cfg: TrainConfig, iteration: int) -> float:
     if cfg.lr_final is None:
         return cfg.learning_rate
     t = min(1.0, max(0.0, iteration / max(1, cfg.iterations)))
-    return cfg.lr_final + (cfg.learning_rate - cfg.lr_final) * 0.5 * (1.0 + np.cos(np.pi * t))
+    return float(cfg.lr_final + (cfg.learning_rate - cfg.lr_final) * 0.5 * (1.0 + np.cos(np.pi * t)))
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:

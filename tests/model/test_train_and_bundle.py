@@ -339,6 +339,14 @@ def test_crops_per_head_keeps_crop_zero_resumes_mid_head_and_offsets(shared):
     assert torch.equal(shifted[0][0], one[2][0])
 
 
+def test_training_config_refuses_no_crops_per_head(tmp_path):
+    text = (REPO_ROOT / "configs/train-long.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("crops_per_head: 2", "crops_per_head: 0"))
+    with pytest.raises(ValueError, match="crops_per_head"):
+        load_train_config(bad)
+
+
 def test_annealed_learning_rate_is_cosine_between_the_ends():
     from dataclasses import replace
 

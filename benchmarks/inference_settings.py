@@ -63,6 +63,10 @@ def main() -> int:
     ap.add_argument("--weights", default=None,
                     help="weights bundle directory to run instead of the config's (a candidate "
                          "exported with `screener train --export DIR`)")
+    ap.add_argument("--cases-csv", default=None, metavar="PATH",
+                    help="also write one row per head for the first window (head, lesion, kind, "
+                         "image contrast, fused and learned hit, hit-gated study score at 0.5 ml), "
+                         "so two weights judged on the same heads can be compared head by head")
     args = ap.parse_args()
 
     from screener.decide import analyse_series
@@ -145,6 +149,8 @@ def main() -> int:
                                 float(pred.learned_prob[les].max()), float(brain[les].mean()),
                                 np.bincount(pred.tissue[les].ravel(), minlength=N_CLASSES) / les.sum(),
                                 str(spec.contrast)))
+        if args.cases_csv and window == args.windows[0]:
+            _write_cases(args.cases_csv, samples, rows)
         print(f"\nwindow {window}: brain Dice {np.mean(dice):.3f}, predict {seconds / len(samples):.2f} s/head")
         if window == args.windows[0]:
             for low, (dices, vols) in grown.items():
@@ -167,6 +173,23 @@ def main() -> int:
                 print(f"    score_volume_scale_ml {scale:5}: hit-gated AUROC {auc:.3f}, "
                       f"sensitivity at 90 % specificity {np.mean(np.asarray(pos) > thr):.2f}")
     return 0
+
+
+def _write_cases(path: str, samples, rows) -> None:
+    """One row per head: the fused and learned hits and 0.5 ml study scores (hit-gated, as the
+    AUROC above), and the false volume of a lesion-free head."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["head", "lesion", "kind", "contrast", "fused_hit", "learned_hit",
+                    "fused_score_0.5ml", "learned_score_0.5ml"])
+        for i, (spec, _) in enumerate(samples):
+            fused, learned = rows["fused"][i], rows["learned"][i]
+            score = [_study_score(r[2], 0.5) if (r[1] or not r[0]) else 0.0 for r in (fused, learned)]
+            w.writerow([i, int(spec.lesion), str(spec.kind) if spec.lesion else "",
+                        str(spec.contrast), int(fused[1]), int(learned[1]),
+                        f"{score[0]:.6f}", f"{score[1]:.6f}"])
 
 
 def _offset_fused(fused: np.ndarray, learned: np.ndarray, offset: float) -> np.ndarray:

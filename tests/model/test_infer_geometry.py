@@ -382,3 +382,35 @@ def test_outlier_rim_opening_judges_thick_regions_at_the_surface():
     assert (opened.lesion_prob[outer] >= 0.5).mean() > 0.8
     away = shell & ~_ball(shape, (30, 35 + 17, 25), 9)  # the shell away from the lesion
     assert (opened.lesion_prob[away] >= 0.5).mean() < 0.2
+
+
+def test_inference_settings_writes_one_row_per_head(tmp_path):
+    """benchmarks/inference_settings.py --cases-csv: a row per head in the order drawn, the study
+    score gated by the hit on lesion heads (a missed lesion scores 0, as in the AUROC)."""
+    import csv
+    import importlib.util
+    from types import SimpleNamespace
+
+    from screener.config import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "inference_settings", REPO_ROOT / "benchmarks" / "inference_settings.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    heads = [SimpleNamespace(lesion=True, kind="infarct", contrast="T1"),
+             SimpleNamespace(lesion=True, kind="mass", contrast="T2"),
+             SimpleNamespace(lesion=False, kind=None, contrast="FLAIR")]
+    samples = [(h, None) for h in heads]
+    rows = {"fused": [(True, True, [(0.99, 3.0)]), (True, False, [(0.9, 5.0)]),
+                      (False, False, [(0.8, 1.0)])],
+            "learned": [(True, False, [(0.4, 0.1)]), (True, False, []), (False, False, [])]}
+    out = tmp_path / "cases.csv"
+    mod._write_cases(str(out), samples, rows)
+    got = list(csv.DictReader(out.open()))
+    assert [r["head"] for r in got] == ["0", "1", "2"]
+    assert [r["fused_hit"] for r in got] == ["1", "0", "0"]
+    assert float(got[0]["fused_score_0.5ml"]) > 0.5
+    assert float(got[1]["fused_score_0.5ml"]) == 0.0  # a miss scores 0 whatever it painted
+    assert float(got[2]["fused_score_0.5ml"]) > 0.0   # a lesion-free head keeps its false finding
+    assert got[2]["kind"] == "" and got[0]["contrast"] == "T1"
+    assert float(got[0]["learned_score_0.5ml"]) == 0.0

@@ -166,8 +166,8 @@ def main() -> int:
             print(f"  {name:8s} lesions hit {hits}/{n_les}, false findings on lesion-free heads "
                   f"median {np.median(false_ml[name]):.1f} ml (n={len(false_ml[name])})")
             for scale in args.scales:
-                pos = [_study_score(fs, scale) if hit else 0.0 for les, hit, fs in res if les]
-                neg = [_study_score(fs, scale) for les, hit, fs in res if not les]
+                pos = [_gated_score(r, scale) for r in res if r[0]]
+                neg = [_gated_score(r, scale) for r in res if not r[0]]
                 thr = float(np.quantile(neg, 0.9))
                 auc = auroc([True] * len(pos) + [False] * len(neg), pos + neg)
                 print(f"    score_volume_scale_ml {scale:5}: hit-gated AUROC {auc:.3f}, "
@@ -177,7 +177,7 @@ def main() -> int:
 
 def _write_cases(path: str, samples, rows) -> None:
     """One row per head: the fused and learned hits and 0.5 ml study scores (hit-gated, as the
-    AUROC above), and the false volume of a lesion-free head."""
+    AUROC above)."""
     import csv
 
     with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -186,7 +186,7 @@ def _write_cases(path: str, samples, rows) -> None:
                     "fused_score_0.5ml", "learned_score_0.5ml"])
         for i, (spec, _) in enumerate(samples):
             fused, learned = rows["fused"][i], rows["learned"][i]
-            score = [_study_score(r[2], 0.5) if (r[1] or not r[0]) else 0.0 for r in (fused, learned)]
+            score = [_gated_score(r, 0.5) for r in (fused, learned)]
             w.writerow([i, int(spec.lesion), str(spec.kind) if spec.lesion else "",
                         str(spec.contrast), int(fused[1]), int(learned[1]),
                         f"{score[0]:.6f}", f"{score[1]:.6f}"])
@@ -240,6 +240,13 @@ def _print_misses(lesions: list[tuple[str, float | None, float, float, np.ndarra
             share = np.mean([x[4] for x in group], axis=0)
             print(f"  {title} lesions' voxels called (mean share, n={len(group)}): "
                   + ", ".join(f"{t.name.lower()} {share[int(t)]:.2f}" for t in Tissue))
+
+
+def _gated_score(row: tuple[bool, bool, list[tuple[float, float]]], scale: float) -> float:
+    """A head's study score for the AUROC: a lesion head whose lesion no finding touches scores 0
+    whatever the map painted elsewhere; a lesion-free head keeps its false findings' score."""
+    lesion, hit, findings = row
+    return _study_score(findings, scale) if hit or not lesion else 0.0
 
 
 def _study_score(findings: list[tuple[float, float]], scale: float) -> float:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "batch": "screener.batch:run_batch_cli",
     "evaluate": "screener.evaluate:run_evaluate_cli",
     "train": "screener.model.train:run_train_cli",
+    "train-verifier": "screener.model.verifier:run_train_verifier_cli",
     "serve": "screener.pacs.scp:run_serve_cli",
     "watch": "screener.pacs.orthanc:run_watch_cli",
 }
@@ -106,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--average", nargs="+", metavar="CKPT",
                    help="with --export: write the uniform average of these checkpoints instead "
                         "(files, or COMMIT:PATH from the repository's history)")
+    _add_common(p)
+
+    p = sub.add_parser("train-verifier", help="fit the finding verifier of a weights bundle (CPU)",
+                       description="Screen synthetic heads drawn from the training label maps with "
+                                   "the bundle's network and fit the logistic regression that "
+                                   "scores each finding as lesion or not; writes verifier.json "
+                                   "into the bundle and records its sha256. About 1 s per head.")
+    p.add_argument("--weights", default="weights/screener-synth-v1", metavar="WEIGHTS_DIR")
+    p.add_argument("--heads", type=int, default=480, help="synthetic heads (every 4th lesion-free)")
+    p.add_argument("--seed", type=int, default=1, help="seed within the 'verify' seed space")
+    p.add_argument("--c", type=float, default=1.0, help="inverse L2 strength of the regression")
     _add_common(p)
 
     p = sub.add_parser("serve", help="DICOM Storage SCP that screens arriving studies",

@@ -92,6 +92,12 @@ class ModelConfig:
     # benchmarks/mirror_tissue.py --n 60 --seed 7) neither set any of the 6 missed lesions
     # measuring >= 10 mm apart from its own head's normal asymmetry.
     asymmetry_sigma_mm: float = 0.0
+    # Score each finding with the weights' finding verifier (verifier.json beside the network,
+    # screener/model/verifier.py) when the bundle ships one; off: findings keep the fused map's
+    # score p * (1 - exp(-V / decide.score_volume_scale_ml)). The calibration shipped with the
+    # weights was fitted with the verifier on: switching it off leaves that operating point
+    # meaningless for the scores (compare settings with benchmarks/, not with a screen).
+    use_verifier: bool = True
 
 
 @dataclass
@@ -105,6 +111,7 @@ class LoadedModel:
     metadata: dict[str, Any]
     weights_dir: Path
     config: ModelConfig
+    verifier: Any = None  # screener.model.verifier.Verifier, when shipped and used
 
 
 @dataclass
@@ -146,6 +153,7 @@ def load_model(cfg: ModelConfig, device: str = "auto") -> LoadedModel:
     import torch
 
     from screener.model.bundle import load_bundle
+    from screener.model.verifier import VERIFIER_FILE, Verifier
     from screener.model.networks import NetworkConfig, build_network
     from screener.config import from_mapping
 
@@ -158,9 +166,12 @@ def load_model(cfg: ModelConfig, device: str = "auto") -> LoadedModel:
     torch.set_flush_denormal(True)  # denormals made some ops 20-40x slower on CPU (design notes)
     net.to(dev).eval()
     spacing = float(meta["network_data_format"]["inputs"]["image"]["spacing_mm"])
+    verifier = None
+    if cfg.use_verifier and (wdir / VERIFIER_FILE).exists():  # checksum verified with the bundle
+        verifier = Verifier.load(wdir / VERIFIER_FILE)
     return LoadedModel(net=net, name=meta["name"], version=meta["version"],
                        weights_sha256=meta["weights_sha256"], device=dev, voxel_mm=spacing,
-                       metadata=meta, weights_dir=wdir, config=cfg)
+                       metadata=meta, weights_dir=wdir, config=cfg, verifier=verifier)
 
 
 def working_grid(shape: tuple[int, ...], affine: np.ndarray, voxel_mm: float, multiple: int

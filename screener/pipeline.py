@@ -70,10 +70,11 @@ def _primary_key(r: SeriesResult) -> tuple[int, float]:
 def _analyse(r: SeriesResult, model: Any, config: dict[str, Any], timing: dict[str, float]) -> None:
     """Load, predict, QC on the brain mask, find findings; marks the series unused on failure."""
     from screener import qc
-    from screener.decide import analyse_series, decide_config
+    from screener.decide import decide_config
     from screener.errors import InputError
-    from screener.infer import assessment_mask, predict
+    from screener.infer import predict
     from screener.io import load_series
+    from screener.model.verifier import analyse_prediction
 
     t = time.perf_counter()
     try:
@@ -85,7 +86,7 @@ def _analyse(r: SeriesResult, model: Any, config: dict[str, Any], timing: dict[s
         r.used, r.why_not_used = False, ["multi_volume: 4D series are not assessed"]
         return
     timing["read"] = timing.get("read", 0.0) + time.perf_counter() - t
-    pred = predict(vol, model)
+    pred = predict(vol, model, diagnostics=model.verifier is not None)
     for key, value in pred.timing_s.items():
         timing[key] = timing.get(key, 0.0) + value
     dc = decide_config(config)
@@ -99,9 +100,8 @@ def _analyse(r: SeriesResult, model: Any, config: dict[str, Any], timing: dict[s
     if reasons:
         r.used, r.why_not_used = False, reasons
         return
-    r.analysis = analyse_series(pred.lesion_prob, assessment_mask(pred, dc.brain_threshold),
-                                vol.data, vol.affine,
-                                r.info.series_instance_uid, dc)
+    r.analysis, _ = analyse_prediction(pred, vol.data, vol.affine, r.info.series_instance_uid,
+                                       dc, model.verifier)
 
 
 def screen_study(study: Study, outdir: Path, *, config: dict[str, Any] | None = None,

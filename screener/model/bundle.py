@@ -155,6 +155,17 @@ def verified_metadata(weights_dir: Path) -> dict[str, Any]:
     if want != got:
         raise WeightsError(f"weights checksum mismatch for {model_path}: recorded {want}, file {got}")
     meta["weights_sha256"] = got
+    # The finding verifier (optional) is part of the weights: a verifier.json that is there
+    # without its recorded checksum, or one that does not match it, is refused too.
+    from screener.model.verifier import VERIFIER_FILE
+
+    verifier_path = weights_dir / VERIFIER_FILE
+    want_v = meta.get("sha256", {}).get(VERIFIER_FILE)
+    if verifier_path.exists() or want_v is not None:
+        got_v = sha256_file(verifier_path) if verifier_path.exists() else None
+        if want_v != got_v:
+            raise WeightsError(f"verifier checksum mismatch for {verifier_path}: recorded "
+                               f"{want_v}, file {got_v}")
     return meta
 
 

@@ -45,6 +45,15 @@ def adopt(candidate: Path, weights: Path) -> dict[str, Any]:
     (weights / "models").mkdir(parents=True, exist_ok=True)
     atomic_write(weights / "models" / "model.pt",
                  lambda tmp: shutil.copyfile(candidate / "models" / "model.pt", tmp))
+    # The finding verifier belongs to the network it was fitted on: it comes with the
+    # candidate, or the bundle has none.
+    from screener.model.verifier import VERIFIER_FILE
+
+    if (candidate / VERIFIER_FILE).exists():
+        atomic_write(weights / VERIFIER_FILE,
+                     lambda tmp: shutil.copyfile(candidate / VERIFIER_FILE, tmp))
+    else:
+        (weights / VERIFIER_FILE).unlink(missing_ok=True)
     write_json_atomic(_meta_path(weights), meta)
     return meta
 

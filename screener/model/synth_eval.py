@@ -146,17 +146,19 @@ def lesion_contrast_sd(image: np.ndarray, target: np.ndarray, voxel_mm: float = 
 
 
 def run_case(sample: Any, model: Any, config: dict[str, Any]) -> tuple[float, bool]:
-    """Screen one synthetic head through the same predict/analyse path as a real series."""
-    from screener.decide import analyse_series, decide_config
-    from screener.infer import assessment_mask, predict
+    """Screen one synthetic head through the same predict/analyse path as a real series
+    (with the weights' finding verifier when the model carries one)."""
+    from screener.decide import decide_config
+    from screener.infer import predict
+    from screener.model.verifier import analyse_prediction
     from screener.types import SeriesInfo, SeriesVolume
 
     img = sample.image[0].numpy().astype(np.float32)
     vol = SeriesVolume(data=img, affine=sample.affine, info=SeriesInfo("synthetic", "synthetic"))
-    pred = predict(vol, model)
-    dc = decide_config(config)
-    brain = assessment_mask(pred, dc.brain_threshold)
-    analysis = analyse_series(pred.lesion_prob, brain, img, sample.affine, "synthetic", dc)
+    verifier = getattr(model, "verifier", None)
+    pred = predict(vol, model, diagnostics=verifier is not None)
+    analysis, _ = analyse_prediction(pred, img, sample.affine, "synthetic", decide_config(config),
+                                     verifier)
     truth = sample.lesion_mask.numpy()
     hit = bool(truth.any() and ((analysis.labels > 0) & truth).any())
     return float(analysis.score), hit

@@ -27,7 +27,7 @@ from screener.model.synth import SynthConfig
 
 log = logging.getLogger(__name__)
 
-SEED_SPACES = {"train": 1, "val": 2, "calib": 3, "bench": 4, "smoke": 5}
+SEED_SPACES = {"train": 1, "val": 2, "calib": 3, "bench": 4, "smoke": 5, "verify": 6}
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,17 @@ def test_adopt_takes_the_candidate_and_keeps_the_history(bundle, tmp_path):
     assert meta["training"]["iterations"] == 123 and meta["sha256"] == cmeta["sha256"]
     assert meta["version"] == old["version"] and meta["changelog"] == old["changelog"]
     assert meta["evaluation"] == old["evaluation"]
+    # A verifier comes with its candidate; a candidate without one leaves the bundle none.
+    (cand / "verifier.json").write_text('{"fitted": "on the candidate"}')
+    cmeta["sha256"]["verifier.json"] = sha256_file(cand / "verifier.json")
+    (cand / "configs" / "metadata.json").write_text(json.dumps(cmeta))
+    assert main(["adopt", str(cand), str(bundle)]) == 0
+    assert (bundle / "verifier.json").read_text() == '{"fitted": "on the candidate"}'
+    (cand / "verifier.json").unlink()
+    cmeta["sha256"].pop("verifier.json")
+    (cand / "configs" / "metadata.json").write_text(json.dumps(cmeta))
+    assert main(["adopt", str(cand), str(bundle)]) == 0
+    assert not (bundle / "verifier.json").exists()
 
 
 def test_adopt_refuses_a_candidate_whose_model_fails_its_checksum(bundle, tmp_path):

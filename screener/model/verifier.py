@@ -11,7 +11,7 @@ calibrate or judge the screener. A finding's verifier probability becomes its sc
 score is the largest, as before.
 
 Stored as JSON beside the network (`verifier.json`: feature names, standardisation,
-coefficients), so loading it runs no code and it is read without scikit-learn.
+coefficients), so loading it runs no code.
 """
 
 from __future__ import annotations
@@ -94,22 +94,40 @@ class Verifier:
 
 def fit(x: npt.ArrayLike, y: npt.ArrayLike, c: float = 1.0, provenance: dict[str, Any] | None = None
         ) -> Verifier:
-    """Fit the verifier (scikit-learn's LogisticRegression, L2, on standardised features)."""
-    from sklearn.linear_model import LogisticRegression
+    """Fit the verifier: L2-penalised logistic regression on standardised features, the
+    objective of scikit-learn's LogisticRegression(C=c) (intercept not penalised), minimised by
+    SciPy's L-BFGS with the exact gradient. Not scikit-learn itself: MONAI's eager import loads
+    scikit-learn whenever it is installed, which slows every `screen` start (README, Speed)."""
+    from scipy.optimize import minimize
+    from scipy.special import expit, log_expit
 
     a = np.asarray(x, dtype=np.float64)
-    t = np.asarray(y).astype(int)
+    t = np.asarray(y).astype(np.float64)
     if a.ndim != 2 or a.shape[1] != len(FEATURES) or len(a) != len(t):
         raise ValueError(f"features {a.shape} and labels {t.shape} do not fit {len(FEATURES)} features")
     if len(set(t.tolist())) < 2:
         raise ValueError("the verifier needs findings of both kinds (lesion and not)")
+    if c <= 0:
+        raise ValueError(f"c must be positive, not {c}")
     mean = a.mean(0)
     scale = a.std(0)
     scale[scale < 1e-9] = 1.0
-    lr = LogisticRegression(C=c, max_iter=2000).fit((a - mean) / scale, t)
+    z = (a - mean) / scale
+    sign = 2.0 * t - 1.0
+
+    def objective(w: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
+        m = sign * (z @ w[:-1] + w[-1])
+        loss = -float(log_expit(m).sum()) + 0.5 / c * float(w[:-1] @ w[:-1])
+        g = -sign * expit(-m)  # d loss / d logit
+        return loss, np.concatenate([z.T @ g + w[:-1] / c, [g.sum()]])
+
+    res = minimize(objective, np.zeros(z.shape[1] + 1), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 5000, "gtol": 1e-8})
+    if not res.success:
+        raise RuntimeError(f"verifier fit did not converge: {res.message}")
     return Verifier(features=FEATURES, mean=tuple(float(v) for v in mean),
                     scale=tuple(float(v) for v in scale),
-                    coef=tuple(float(v) for v in lr.coef_[0]), intercept=float(lr.intercept_[0]),
+                    coef=tuple(float(v) for v in res.x[:-1]), intercept=float(res.x[-1]),
                     provenance=dict(provenance or {}))
 
 

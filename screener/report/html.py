@@ -71,12 +71,14 @@ def render_html(report: Mapping[str, Any], overlay_png: bytes | None = None) -> 
                      f"src='data:image/png;base64,{data}'>")
     parts.append("<h2>Findings</h2>")
     if report["findings"]:
+        verified = any("verifier_probability" in f for f in report["findings"])
         parts.append(_table(
-            ["#", "volume (ml)", "max diameter (mm)", "centroid RAS (mm)", "signal", "probability",
-             "series"],
+            ["#", "volume (ml)", "max diameter (mm)", "centroid RAS (mm)", "signal", "probability"]
+            + (["lesion-likeness (verifier)"] if verified else []) + ["series"],
             [[n, _num(f["volume_ml"], ".2f"), _num(f["max_diameter_mm"], ".1f"),
               ", ".join(f"{v:.1f}" for v in f["centroid_ras_mm"]), f["signal"],
-              _num(f["probability"], ".2f"), f["series"]]
+              _num(f["probability"], ".2f")]
+             + ([_num(f.get("verifier_probability"), ".2f")] if verified else []) + [f["series"]]
              for n, f in enumerate(report["findings"], start=1)]))
     else:
         parts.append("<p>None above the detection threshold.</p>")

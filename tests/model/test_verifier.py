@@ -59,14 +59,23 @@ def _fitted(tmp_path=None) -> tuple[Verifier, np.ndarray, np.ndarray]:
     return fit(x, y, provenance={"what": "test"}), x, y
 
 
-def test_fit_saves_loads_and_matches_scikit_learn(tmp_path):
-    from sklearn.linear_model import LogisticRegression
-
+def test_fit_is_the_penalised_optimum_and_round_trips(tmp_path):
     v, x, y = _fitted()
     assert v.coef[FEATURES.index("learned_max")] > 0 > v.coef[FEATURES.index("edge_share")]
-    xs = (x - x.mean(0)) / x.std(0)
-    ref = LogisticRegression(C=1.0, max_iter=2000).fit(xs, y).predict_proba(xs)[:, 1]
-    np.testing.assert_allclose(v.probability(x), ref, atol=1e-6)
+    # At the optimum the gradient of the L2-penalised log-loss (C = 1) vanishes.
+    z = (x - np.asarray(v.mean)) / np.asarray(v.scale)
+    residual = v.probability(x) - y
+    np.testing.assert_allclose(z.T @ residual + np.asarray(v.coef), 0.0, atol=1e-4)
+    assert abs(residual.sum()) < 1e-4
+    # With much data and a weak penalty it recovers the generating model's coefficients.
+    rng = np.random.default_rng(1)
+    big = rng.normal(size=(40000, len(FEATURES)))
+    true = np.zeros(len(FEATURES))
+    true[0], true[5] = 1.5, -2.0
+    yy = rng.random(40000) < 1 / (1 + np.exp(-(big @ true - 0.5)))
+    w = fit(big, yy, c=100.0)
+    np.testing.assert_allclose(np.asarray(w.coef) / np.asarray(w.scale), true, atol=0.08)
+    assert abs(w.intercept - float(np.dot(w.coef, np.asarray(w.mean) / np.asarray(w.scale))) + 0.5) < 0.08
     back = Verifier.load(v.save(tmp_path))
     assert back == v
     np.testing.assert_allclose(back.probability(x), v.probability(x))
@@ -74,6 +83,8 @@ def test_fit_saves_loads_and_matches_scikit_learn(tmp_path):
         v.probability(x[:, :3])
     with pytest.raises(ValueError, match="both kinds"):
         fit(x, np.zeros(len(x), bool))
+    with pytest.raises(ValueError, match="positive"):
+        fit(x, y, c=0.0)
 
 
 @pytest.mark.parametrize("change", [{"features": ["a"] * len(FEATURES)}, {"coef": [1.0]},

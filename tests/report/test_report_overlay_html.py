@@ -83,3 +83,11 @@ def test_html_is_self_contained_and_escaped(tmp_path, calibration):
     page = render_html(neg)
     assert "NEGATIVE" in page and "None above the detection threshold" in page
     assert "data:image/png" not in page
+
+
+def test_html_shows_the_verifier_column_only_when_findings_carry_it(tmp_path, calibration):
+    rep = make_report(make_case(tmp_path, "oblique"), calibration)
+    assert rep["findings"] and "verifier" not in render_html(rep)
+    rep["findings"][0]["verifier_probability"] = 0.8765
+    page = render_html(rep)
+    assert "lesion-likeness (verifier)" in page and "0.88" in page

@@ -99,13 +99,14 @@ class Finding:
     verifier_probability: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"volume_ml": round(self.volume_ml, 4),
-                "centroid_ras_mm": [round(v, 2) for v in self.centroid_ras_mm],
-                "max_diameter_mm": round(self.max_diameter_mm, 2), "signal": self.signal,
-                "probability": round(self.probability, 4),
-                "mean_probability": round(self.mean_probability, 4),
-                "score": round(self.score, 4), "voxels": self.voxels, "label": self.label,
-                "series": self.series}
+        d: dict[str, Any] = {
+            "volume_ml": round(self.volume_ml, 4),
+            "centroid_ras_mm": [round(v, 2) for v in self.centroid_ras_mm],
+            "max_diameter_mm": round(self.max_diameter_mm, 2), "signal": self.signal,
+            "probability": round(self.probability, 4),
+            "mean_probability": round(self.mean_probability, 4),
+            "score": round(self.score, 4), "voxels": self.voxels, "label": self.label,
+            "series": self.series}
         if self.verifier_probability is not None:
             d["verifier_probability"] = round(self.verifier_probability, 4)
         return d

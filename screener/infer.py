@@ -94,9 +94,9 @@ class ModelConfig:
     asymmetry_sigma_mm: float = 0.0
     # Score each finding with the weights' finding verifier (verifier.json beside the network,
     # screener/model/verifier.py) when the bundle ships one; off: findings keep the fused map's
-    # score p * (1 - exp(-V / decide.score_volume_scale_ml)). The calibration shipped with the
-    # weights was fitted with the verifier on: switching it off leaves that operating point
-    # meaningless for the scores (compare settings with benchmarks/, not with a screen).
+    # score p * (1 - exp(-V / decide.score_volume_scale_ml)). A bundle that ships a verifier is
+    # calibrated with it on: switching it off leaves that operating point meaningless for the
+    # scores (compare settings with benchmarks/finding_verifier.py, not with a screen).
     use_verifier: bool = True
 
 

@@ -86,7 +86,8 @@ def _analyse(r: SeriesResult, model: Any, config: dict[str, Any], timing: dict[s
         r.used, r.why_not_used = False, ["multi_volume: 4D series are not assessed"]
         return
     timing["read"] = timing.get("read", 0.0) + time.perf_counter() - t
-    pred = predict(vol, model, diagnostics=model.verifier is not None)
+    verifier = getattr(model, "verifier", None)  # the finding verifier needs the diagnostic maps
+    pred = predict(vol, model, diagnostics=verifier is not None)
     for key, value in pred.timing_s.items():
         timing[key] = timing.get(key, 0.0) + value
     dc = decide_config(config)
@@ -101,7 +102,7 @@ def _analyse(r: SeriesResult, model: Any, config: dict[str, Any], timing: dict[s
         r.used, r.why_not_used = False, reasons
         return
     r.analysis, _ = analyse_prediction(pred, vol.data, vol.affine, r.info.series_instance_uid,
-                                       dc, model.verifier)
+                                       dc, verifier)
 
 
 def screen_study(study: Study, outdir: Path, *, config: dict[str, Any] | None = None,

@@ -176,7 +176,7 @@ def test_series_whose_brain_leaves_the_head_box_is_not_used(monkeypatch):
     for edge, used in ((0.0, True), (50.0, False)):
         pred = Prediction(brain_prob=brain, lesion_prob=np.zeros(shape, np.float32),
                           brain_at_box_edge_cm2=edge)
-        monkeypatch.setattr(screener.infer, "predict", lambda v, m, p=pred: p)
+        monkeypatch.setattr(screener.infer, "predict", lambda v, m, diagnostics=False, p=pred: p)
         r = SeriesResult(info=vol.info, used=True)
         _analyse(r, None, load_config(), {})
         assert r.used is used, r.why_not_used

@@ -39,7 +39,6 @@ def main() -> int:
 
     from tqdm import tqdm
 
-    from screener.decide import finding_score
     from screener.model import synth_eval
     from screener.model.verifier import VERIFIER_FILE, Verifier, head_findings
 
@@ -52,9 +51,8 @@ def main() -> int:
     rows = []
     for spec, sample in tqdm(heads, desc="heads", unit="head"):
         h = head_findings(sample, model, dc)
-        base = np.array([finding_score(p, v, dc.score_volume_scale_ml) for p, v in h.fused])
         ver = verifier.probability(h.features) if len(h.features) else np.zeros(0)
-        rows.append((spec, h, base, ver))
+        rows.append((spec, h, h.scores, ver))
     lesion = np.array([h.lesion for _, h, _, _ in rows])
     hit = np.array([bool(h.touches.any()) for _, h, _, _ in rows])
     print(f"weights {model.name} {model.version}, verifier {path}: {len(rows)} heads (seed "

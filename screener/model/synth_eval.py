@@ -189,12 +189,15 @@ def cases(n: int, seed: int, space: str, run_seed: int, min_diameter_mm: float =
                                 contrast=c, n_lesions=1)
 
 
-def calibration_heads(gen: Any, run_seed: int, n: int, seed: int, measured_min_mm: float | None = None
+def calibration_heads(gen: Any, run_seed: int, n: int, seed: int, measured_min_mm: float | None = None,
+                      space: str = "calib", drawn_min_mm: float | None = None
                       ) -> Iterator[tuple[Any, Any]]:
-    """(spec, sample) of the first n calibration-space cases (lesions drawn at >= the claimed
-    size), as the inference benchmarks draw them: lesion heads whose lesion came out empty are
-    dropped, and with `measured_min_mm` also those whose lesion measures less."""
-    for s, spec in cases(n, seed, "calib", run_seed, CLAIMED_MIN_DIAMETER_MM):
+    """(spec, sample) of the first n cases of a seed space (default the calibration space, lesions
+    drawn at >= the claimed size; `drawn_min_mm` another lower bound), as the inference benchmarks
+    and the verifier's training draw them: lesion heads whose lesion came out empty are dropped,
+    and with `measured_min_mm` also those whose lesion measures less."""
+    drawn = CLAIMED_MIN_DIAMETER_MM if drawn_min_mm is None else drawn_min_mm
+    for s, spec in cases(n, seed, space, run_seed, drawn):
         sample = gen.sample(s, spec)
         if spec.lesion and not sample.lesion_mask.any():
             continue

@@ -190,7 +190,7 @@ class HeadFindings:
     lesion: bool  # the head holds a lesion
     features: npt.NDArray[np.float64]  # (n_findings, len(FEATURES)), rows in Finding.label order
     touches: npt.NDArray[np.bool_]  # per row: the finding overlaps the drawn lesion
-    fused: list[tuple[float, float]]  # per row: (max fused probability, volume ml)
+    scores: npt.NDArray[np.float64]  # per row: the finding's score without the verifier
 
 
 def series_features(analysis: Any, pred: Any, judged: npt.NDArray[np.bool_],
@@ -220,7 +220,7 @@ def head_findings(sample: Any, model: Any, dc: Any) -> HeadFindings:
     by_label = sorted(a.findings, key=lambda f: f.label)
     touches = np.array([bool(truth[a.labels == f.label].any()) for f in by_label], dtype=bool)
     return HeadFindings(lesion=bool(truth.any()), features=x, touches=touches,
-                        fused=[(f.probability, f.volume_ml) for f in by_label])
+                        scores=np.array([f.score for f in by_label], dtype=np.float64))
 
 
 def rescore(analysis: Any, x: npt.NDArray[np.float64], verifier: Verifier) -> Any:
@@ -264,14 +264,10 @@ def collect(model: Any, dc: Any, n: int, seed: int, progress: bool = True) -> li
     from screener.model import synth_eval
 
     gen, run_seed = synth_eval._generator(model.metadata, training_maps=True)
-    out: list[HeadFindings] = []
-    for s, spec in tqdm(list(synth_eval.cases(n, seed, "verify", run_seed, 0.0)),
-                        desc="verifier heads", unit="head", disable=not progress):
-        sample = gen.sample(s, spec)
-        if spec.lesion and not sample.lesion_mask.any():
-            continue
-        out.append(head_findings(sample, model, dc))
-    return out
+    heads = synth_eval.calibration_heads(gen, run_seed, n, seed, space="verify", drawn_min_mm=0.0)
+    return [head_findings(sample, model, dc)
+            for _, sample in tqdm(heads, desc="verifier heads", unit="head", total=n,
+                                  disable=not progress)]
 
 
 def train_verifier(weights: str | Path, n: int = 480, seed: int = 1, c: float = 1.0,

@@ -229,6 +229,8 @@ def rescore(analysis: Any, x: npt.NDArray[np.float64], verifier: Verifier) -> An
     import dataclasses
 
     by_label = sorted(analysis.findings, key=lambda f: f.label)
+    if not np.all(np.isfinite(x)):  # as analyse_series: a broken map must not become a score
+        raise ValueError("finding features contain NaN or infinity")
     p = verifier.probability(x) if len(by_label) else np.zeros(0)
     findings = [dataclasses.replace(f, score=float(q), verifier_probability=float(q))
                 for f, q in zip(by_label, p)]

@@ -125,6 +125,9 @@ def test_rescore_makes_the_verifier_probability_the_score():
     assert r.findings[1].score == pytest.approx(1 / (1 + math.exp(2)))
     assert {f.label for f in r.findings} == {1, 2} and r.labels is a.labels
     assert "verifier_probability" not in a.findings[0].to_dict()
+    x[1, FEATURES.index("z_median")] = np.nan  # e.g. a broken outlier map: refused, not scored
+    with pytest.raises(ValueError, match="NaN"):
+        rescore(a, x, v)
 
 
 @pytest.mark.slow

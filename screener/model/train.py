@@ -58,6 +58,16 @@ class TrainConfig:
     # that volume are left out of the term. Weight 0 = off (every run before configs/train-mil.yaml).
     crop_detection_weight: float = 0.0
     crop_detection_ml: float = 0.5
+    # Hard negatives in lesion crops: binary cross-entropy pushing to 0 the mean of the
+    # crop_detection_ml most lesion-like voxels farther than `hard_negative_margin_vox`
+    # (chessboard) from every lesion voxel, in each crop that holds lesion. The crop-detection
+    # term already asks this of lesion-free crops; a crop holding a lesion was free to carry a
+    # confident false cluster elsewhere (a lesion-free head's top false finding lies by fluid,
+    # benchmarks/top_false_findings.py --fluid; a 1-voxel tissue/fluid band covers half to two
+    # thirds of a crop's brain and CSF, too broad to target, so the worst voxels are taken
+    # instead). Weight 0 = off (every run before configs/train-hardneg.yaml).
+    hard_negative_weight: float = 0.0
+    hard_negative_margin_vox: int = 3
     # Run the training forward pass under CPU bfloat16 autocast (losses and optimizer stay
     # float32). On this machine's CPU (AVX512-BF16) a step of 2 crops took 0.61-0.73x the time
     # of float32 (benchmarks/network_batch.py --bf16). End to end (4 minutes each from the
@@ -240,7 +250,8 @@ def make_loss(cfg: TrainConfig, class_weights: torch.Tensor) -> Any:
     from screener.model.anatomy import Tissue
 
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, weight=class_weights, batch=True)
-    if cfg.lesion_tversky_weight <= 0 and cfg.crop_detection_weight <= 0:
+    if (cfg.lesion_tversky_weight <= 0 and cfg.crop_detection_weight <= 0
+            and cfg.hard_negative_weight <= 0):
         return dice_ce
     tversky = TverskyLoss(alpha=cfg.tversky_alpha, beta=cfg.tversky_beta, batch=True)
     lesion = int(Tissue.LESION)
@@ -254,6 +265,9 @@ def make_loss(cfg: TrainConfig, class_weights: torch.Tensor) -> Any:
             total = total + cfg.lesion_tversky_weight * tversky(p_lesion, truth)
         if cfg.crop_detection_weight > 0:
             total = total + cfg.crop_detection_weight * crop_detection_loss(p_lesion, truth, k)
+        if cfg.hard_negative_weight > 0:
+            total = total + cfg.hard_negative_weight * hard_negative_loss(
+                p_lesion, truth, k, cfg.hard_negative_margin_vox)
         return total
 
     return loss
@@ -271,6 +285,22 @@ def crop_detection_loss(p_lesion: torch.Tensor, truth: torch.Tensor, k: int) -> 
     label = (n_lesion >= k).to(top.dtype)
     use = ((n_lesion == 0) | (n_lesion >= k)).to(top.dtype)
     bce = F.binary_cross_entropy(top, label, reduction="none")
+    return (bce * use).sum() / use.sum().clamp_min(1.0)
+
+
+def hard_negative_loss(p_lesion: torch.Tensor, truth: torch.Tensor, k: int, margin_vox: int
+                       ) -> torch.Tensor:
+    """Mean over the batch's crops holding lesion of BCE(mean of the k highest lesion
+    probabilities farther than margin_vox from every lesion voxel, 0). p_lesion, truth:
+    (B, 1, X, Y, Z). 0 when no crop holds lesion or none has k voxels that far."""
+    import torch.nn.functional as F
+
+    near = F.max_pool3d(truth.float(), 2 * margin_vox + 1, stride=1, padding=margin_vox) > 0
+    far = p_lesion.masked_fill(near, 0.0).flatten(1)
+    n_far = (~near).flatten(1).sum(1)
+    use = ((truth.flatten(1).sum(1) > 0) & (n_far >= k)).to(p_lesion.dtype)
+    top = far.topk(min(k, far.shape[1]), dim=1).values.mean(1).clamp(1e-6, 1.0 - 1e-6)
+    bce = F.binary_cross_entropy(top, torch.zeros_like(top), reduction="none")
     return (bce * use).sum() / use.sum().clamp_min(1.0)
 
 

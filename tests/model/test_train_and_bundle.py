@@ -155,6 +155,53 @@ def test_crop_detection_term_punishes_a_confident_cluster_in_a_lesion_free_crop(
                                   rel=1e-5)
 
 
+def test_hard_negative_term_punishes_a_false_cluster_away_from_the_lesion_only():
+    import dataclasses
+
+    import torch
+
+    from screener.model.anatomy import N_CLASSES, Tissue
+    from screener.model.train import TrainConfig, hard_negative_loss, make_loss
+
+    k, margin = 8, 1
+    lesion = torch.zeros((1, 1, 12, 12, 12))
+    lesion[..., 0:2, 0:2, 0:2] = 1.0                          # 8 lesion voxels in a corner
+    quiet = torch.full_like(lesion, 0.01)
+    on_lesion = quiet.clone()
+    on_lesion[..., 0:3, 0:3, 0:3] = 0.99                      # the lesion and its 1-voxel margin
+    far = quiet.clone()
+    far[..., 8:10, 8:10, 8:10] = 0.99                         # 8 confident voxels far away
+    assert float(hard_negative_loss(on_lesion, lesion, k, margin)) < 0.02  # the margin is exempt
+    assert float(hard_negative_loss(far, lesion, k, margin)) > 3.0
+    # a lesion-free crop is the crop-detection term's business, not this one's
+    assert float(hard_negative_loss(far, torch.zeros_like(lesion), k, margin)) == 0.0
+    both = hard_negative_loss(torch.cat([far, far]), torch.cat([lesion, torch.zeros_like(lesion)]),
+                              k, margin)
+    assert float(both) == pytest.approx(float(hard_negative_loss(far, lesion, k, margin)))
+    p = far.clone().requires_grad_(True)
+    hard_negative_loss(p, lesion, k, margin).backward()
+    assert float(p.grad[..., 9, 9, 9]) > 0 and float(p.grad[..., 0, 0, 0]) == 0.0
+
+    # In the training loss: off by default; with a weight it adds exactly weight x the term.
+    cfg = TrainConfig()
+    assert cfg.hard_negative_weight == 0.0
+    target = torch.full((1, 1, 12, 12, 12), int(Tissue.WM), dtype=torch.long)
+    target[..., 0:2, 0:2, 0:2] = int(Tissue.LESION)
+    logits = torch.zeros((1, N_CLASSES, 12, 12, 12))
+    logits[:, int(Tissue.WM)] = 4.0
+    logits[:, int(Tissue.LESION), 8:10, 8:10, 8:10] = 12.0
+    weights = torch.ones(N_CLASSES)
+    base = make_loss(dataclasses.replace(cfg, lesion_tversky_weight=1.0), weights)
+    hn_cfg = dataclasses.replace(cfg, lesion_tversky_weight=1.0, hard_negative_weight=0.5,
+                                 hard_negative_margin_vox=margin,
+                                 crop_detection_ml=8 * cfg.synth.voxel_mm**3 / 1000.0)
+    extra = float(make_loss(hn_cfg, weights)(logits, target) - base(logits, target))
+    p_les = torch.softmax(logits, 1)[:, int(Tissue.LESION):int(Tissue.LESION) + 1]
+    truth = (target == int(Tissue.LESION)).float()
+    assert extra == pytest.approx(0.5 * float(hard_negative_loss(p_les, truth, 8, margin)), rel=1e-5)
+    assert extra > 1.0
+
+
 def _tiny(top_norm: bool):
     from screener.model.networks import NetworkConfig, build_network
 

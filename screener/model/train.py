@@ -305,7 +305,18 @@ def hard_negative_loss(p_lesion: torch.Tensor, truth: torch.Tensor, k: int, marg
 
 
 def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | None = None) -> Path:
-    """Train (or resume) until cfg.iterations or max_minutes; returns the checkpoint path."""
+    """Train (or resume) until cfg.iterations or max_minutes; returns the checkpoint path.
+    Training runs with cfg.threads torch threads; the caller's thread count is restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return _train(cfg, max_minutes, run_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, max_minutes: float | None, run_dir: Path | None) -> Path:
     import torch
     from tqdm import tqdm
 

@@ -40,8 +40,10 @@ def test_smoke_train_resume_export_and_tamper(tmp_path, shared):
     annealed = run.parent / "annealed"
     annealed.mkdir()
     (annealed / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes())
-    train(replace(smoke, learning_rate=smoke.learning_rate / 10, iterations=7, val_every=10**6),
-          run_dir=annealed)
+    torch.set_num_threads(2)
+    train(replace(smoke, learning_rate=smoke.learning_rate / 10, iterations=7, val_every=10**6,
+                  threads=1), run_dir=annealed)
+    assert torch.get_num_threads() == 2  # the caller's thread count comes back
     after = torch.load(annealed / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert after["iteration"] == 7 and after["samples"] == saved["samples"] + batch
     assert after["optimizer"]["param_groups"][0]["lr"] == pytest.approx(smoke.learning_rate / 10)

@@ -7,6 +7,7 @@ SR and SEG. Studies are small (2 mm in-plane) to keep the suite fast on two CPU 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -183,9 +184,45 @@ def test_sr_and_seg_reference_the_source(tmp_path, config, model):
     assert seg_refs <= uids and seg_refs
 
 
+_NUMBER = re.compile(r"-?\d+\.\d+")
+
+
+def _same_to_last_place(a, b) -> bool:
+    """Equal, except that a float (or a decimal number inside a string) may differ by one unit in
+    the last place it was rounded to: PyTorch does not promise bitwise-equal convolution sums in
+    two processes, and CI twice saw one mean_probability read 0.5985 from the CLI and 0.5984 in
+    process, with the same thread count. Everything else (decisions, labels, voxel counts,
+    signal, series, outputs, text around the numbers) must be equal."""
+    def close(x: str, y: str) -> bool:
+        places = max(len(x.partition(".")[2]), len(y.partition(".")[2]))
+        return abs(float(x) - float(y)) <= 1.01 * 10.0 ** -places
+
+    if isinstance(a, float) and isinstance(b, float):
+        return close(repr(a), repr(b))
+    if isinstance(a, str) and isinstance(b, str):
+        xs, ys = _NUMBER.findall(a), _NUMBER.findall(b)
+        return (_NUMBER.split(a) == _NUMBER.split(b) and len(xs) == len(ys)
+                and all(close(x, y) for x, y in zip(xs, ys)))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_to_last_place(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_to_last_place(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def test_same_to_last_place_accepts_only_last_place_float_differences():
+    assert _same_to_last_place({"p": 0.5985, "n": 17}, {"p": 0.5984, "n": 17})
+    assert _same_to_last_place(["RAS (24.1, 2)"], ["RAS (24.2, 2)"])
+    assert not _same_to_last_place({"p": 0.5986}, {"p": 0.5984})
+    assert not _same_to_last_place({"p": 0.5985, "n": 17}, {"p": 0.5985, "n": 18})
+    assert not _same_to_last_place(["RAS (24.1, 2)"], ["RAS (24.1, 3)"])
+    assert not _same_to_last_place("flagged", "negative")
+    assert not _same_to_last_place([1.0], [1.0, 2.0])
+
+
 def test_cli_helper_process_writes_what_the_main_process_writes(tmp_path, config, model):
     """`screener screen` builds SR/SEG in its helper process; the outputs equal those written
-    in one process (screen_study without a helper)."""
+    in one process (screen_study without a helper), floats to one unit in their last place."""
     import os
     import subprocess
     import sys
@@ -197,8 +234,8 @@ def test_cli_helper_process_writes_what_the_main_process_writes(tmp_path, config
     import torch
 
     here = _screen(tmp_path / "d", tmp_path / "here", config, model)
-    # Same torch thread count in both processes: a convolution summed in another order can move a
-    # rounded figure by one in its last place (seen once in CI: mean_probability 0.5985 vs 0.5984).
+    # Same torch thread count in both processes, so that a convolution is summed in the same order
+    # where the platform allows it (see _same_to_last_place for where it did not).
     run = subprocess.run([sys.executable, "-m", "screener", "screen", "-vv", str(tmp_path / "d"),
                           "-o", str(tmp_path / "cli"), "--device", "cpu"],
                          capture_output=True, text=True, timeout=600,
@@ -208,8 +245,8 @@ def test_cli_helper_process_writes_what_the_main_process_writes(tmp_path, config
     folder = next((tmp_path / "cli").iterdir())
     cli = json.loads((folder / "report.json").read_text())
     assert cli["decision"] == here["decision"] == "flagged"
-    assert cli["abnormality_score"] == here["abnormality_score"]
-    assert cli["findings"] == here["findings"]
+    assert _same_to_last_place(cli["abnormality_score"], here["abnormality_score"])
+    assert _same_to_last_place(cli["findings"], here["findings"]), (cli["findings"], here["findings"])
     assert cli["outputs"] == here["outputs"] and cli["outputs"]["sr"] and cli["outputs"]["seg"]
     here_dir = next((tmp_path / "here").iterdir())
     seg_cli = hd.seg.segread(str(folder / "seg.dcm"))
@@ -223,7 +260,7 @@ def test_cli_helper_process_writes_what_the_main_process_writes(tmp_path, config
 
     text = texts(hd.sr.srread(str(folder / "sr.dcm")).ContentSequence)
     assert {"Resolution limits", "Disclaimer"} <= {name for name, _ in text}
-    assert text == texts(hd.sr.srread(str(here_dir / "sr.dcm")).ContentSequence)
+    assert _same_to_last_place(text, texts(hd.sr.srread(str(here_dir / "sr.dcm")).ContentSequence))
 
 
 def test_outputs_failing_leave_no_sr_or_seg_beside_the_report(tmp_path, config, model, monkeypatch):

@@ -67,6 +67,8 @@ def main() -> int:
                     help="also write one row per head for the first window (head, lesion, kind, "
                          "image contrast, fused and learned hit, hit-gated study score at 0.5 ml), "
                          "so two weights judged on the same heads can be compared head by head")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (1 when two weights are measured side by side on 2 cores)")
     args = ap.parse_args()
 
     from screener.decide import analyse_series
@@ -76,7 +78,7 @@ def main() -> int:
     from screener.model.anatomy import N_CLASSES, Tissue
     from screener.types import SeriesInfo, SeriesVolume
 
-    _, dc, base = synth_eval.load_for_measuring(args.weights)
+    _, dc, base = synth_eval.load_for_measuring(args.weights, threads=args.threads)
     gen, run_seed = synth_eval._generator(base.metadata)
     samples = list(synth_eval.calibration_heads(gen, run_seed, args.n, args.seed, args.measured_min))
     what = "drawn at >= 10 mm" if args.measured_min is None else f"measuring >= {args.measured_min:g} mm"

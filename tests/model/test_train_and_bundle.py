@@ -113,13 +113,26 @@ def test_lesion_tversky_term_penalises_misses_more_than_false_alarms():
     assert extra_miss / 16 > extra_false / 32 * 1.5
 
 
-def test_crop_detection_term_punishes_a_confident_cluster_in_a_lesion_free_crop():
+def _added_to_the_loss(logits, target, **changes) -> float:
+    """What `changes` to the training config add to the loss (Tversky on in both) on these logits."""
     import dataclasses
 
     import torch
 
+    from screener.model.anatomy import N_CLASSES
+    from screener.model.train import TrainConfig, make_loss
+
+    cfg = dataclasses.replace(TrainConfig(), lesion_tversky_weight=1.0)
+    weights = torch.ones(N_CLASSES)
+    changed = make_loss(dataclasses.replace(cfg, **changes), weights)
+    return float(changed(logits, target) - make_loss(cfg, weights)(logits, target))
+
+
+def test_crop_detection_term_punishes_a_confident_cluster_in_a_lesion_free_crop():
+    import torch
+
     from screener.model.anatomy import N_CLASSES, Tissue
-    from screener.model.train import TrainConfig, crop_detection_loss, make_loss
+    from screener.model.train import TrainConfig, crop_detection_loss
 
     k = 8
     free = torch.zeros((1, 1, 8, 8, 8))                       # lesion-free crop
@@ -147,23 +160,18 @@ def test_crop_detection_term_punishes_a_confident_cluster_in_a_lesion_free_crop(
     logits = torch.zeros((1, N_CLASSES, 8, 8, 8))
     logits[:, int(Tissue.WM)] = 4.0
     logits[:, int(Tissue.LESION), 2:4, 2:4, 2:4] = 12.0
-    weights = torch.ones(N_CLASSES)
-    base = make_loss(dataclasses.replace(cfg, lesion_tversky_weight=1.0), weights)
-    mil_cfg = dataclasses.replace(cfg, lesion_tversky_weight=1.0, crop_detection_weight=0.5,
-                                  crop_detection_ml=8 * cfg.synth.voxel_mm**3 / 1000.0)
-    extra = float(make_loss(mil_cfg, weights)(logits, target) - base(logits, target))
+    extra = _added_to_the_loss(logits, target, crop_detection_weight=0.5,
+                               crop_detection_ml=8 * cfg.synth.voxel_mm**3 / 1000.0)
     p_les = torch.softmax(logits, 1)[:, int(Tissue.LESION):int(Tissue.LESION) + 1]
     assert extra == pytest.approx(0.5 * float(crop_detection_loss(p_les, torch.zeros_like(p_les), 8)),
                                   rel=1e-5)
 
 
 def test_hard_negative_term_punishes_a_false_cluster_away_from_the_lesion_only():
-    import dataclasses
-
     import torch
 
     from screener.model.anatomy import N_CLASSES, Tissue
-    from screener.model.train import TrainConfig, hard_negative_loss, make_loss
+    from screener.model.train import TrainConfig, hard_negative_loss
 
     k, margin = 8, 1
     lesion = torch.zeros((1, 1, 12, 12, 12))
@@ -192,12 +200,9 @@ def test_hard_negative_term_punishes_a_false_cluster_away_from_the_lesion_only()
     logits = torch.zeros((1, N_CLASSES, 12, 12, 12))
     logits[:, int(Tissue.WM)] = 4.0
     logits[:, int(Tissue.LESION), 8:10, 8:10, 8:10] = 12.0
-    weights = torch.ones(N_CLASSES)
-    base = make_loss(dataclasses.replace(cfg, lesion_tversky_weight=1.0), weights)
-    hn_cfg = dataclasses.replace(cfg, lesion_tversky_weight=1.0, hard_negative_weight=0.5,
-                                 hard_negative_margin_vox=margin,
-                                 crop_detection_ml=8 * cfg.synth.voxel_mm**3 / 1000.0)
-    extra = float(make_loss(hn_cfg, weights)(logits, target) - base(logits, target))
+    extra = _added_to_the_loss(logits, target, hard_negative_weight=0.5,
+                               hard_negative_margin_vox=margin,
+                               crop_detection_ml=8 * cfg.synth.voxel_mm**3 / 1000.0)
     p_les = torch.softmax(logits, 1)[:, int(Tissue.LESION):int(Tissue.LESION) + 1]
     truth = (target == int(Tissue.LESION)).float()
     assert extra == pytest.approx(0.5 * float(hard_negative_loss(p_les, truth, 8, margin)), rel=1e-5)

@@ -179,7 +179,8 @@ def main() -> int:
 
 def _write_cases(path: str, samples, rows) -> None:
     """One row per head: the fused and learned hits and 0.5 ml study scores (hit-gated, as the
-    AUROC above)."""
+    AUROC above), at full precision: rounded to 6 decimals, 110 of 393 heads tied at 1.000000 and
+    an AUROC from the file read 0.612 where the same scores unrounded give 0.617."""
     import csv
 
     with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -191,7 +192,7 @@ def _write_cases(path: str, samples, rows) -> None:
             score = [_gated_score(r, 0.5) for r in (fused, learned)]
             w.writerow([i, int(spec.lesion), str(spec.kind) if spec.lesion else "",
                         str(spec.contrast), int(fused[1]), int(learned[1]),
-                        f"{score[0]:.6f}", f"{score[1]:.6f}"])
+                        repr(float(score[0])), repr(float(score[1]))])
 
 
 def _offset_fused(fused: np.ndarray, learned: np.ndarray, offset: float) -> np.ndarray:

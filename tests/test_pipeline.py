@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -193,8 +194,8 @@ def _same_to_last_place(a, b) -> bool:
     two processes, and CI twice saw one mean_probability read 0.5985 from the CLI and 0.5984 in
     process, with the same thread count. Everything else (decisions, labels, voxel counts,
     signal, series, outputs, text around the numbers) must be equal."""
-    def close(x: str, y: str) -> bool:
-        places = max(len(x.partition(".")[2]), len(y.partition(".")[2]))
+    def close(x: str, y: str) -> bool:  # the finer of the two last places (repr may be 1e-06)
+        places = max(-Decimal(x).as_tuple().exponent, -Decimal(y).as_tuple().exponent)
         return abs(float(x) - float(y)) <= 1.01 * 10.0 ** -places
 
     if isinstance(a, float) and isinstance(b, float):
@@ -218,6 +219,7 @@ def test_same_to_last_place_accepts_only_last_place_float_differences():
     assert not _same_to_last_place(["RAS (24.1, 2)"], ["RAS (24.1, 3)"])
     assert not _same_to_last_place("flagged", "negative")
     assert not _same_to_last_place([1.0], [1.0, 2.0])
+    assert _same_to_last_place(2e-06, 1e-06) and not _same_to_last_place(3e-06, 1e-06)
 
 
 def test_cli_helper_process_writes_what_the_main_process_writes(tmp_path, config, model):

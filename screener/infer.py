@@ -256,6 +256,9 @@ def resample(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray,
 def _resample_monai(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray,
                     dst_shape: tuple[int, ...], mode: str) -> np.ndarray:
     import torch
+    from screener.monai_import import import_monai
+
+    import_monai()  # without the optional modules it never uses
     from monai.data import MetaTensor
     from monai.transforms import SpatialResample
 
@@ -406,6 +409,9 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
     labels come back too (on the same grid).
     """
     import torch
+    from screener.monai_import import import_monai
+
+    import_monai()  # without the optional modules it never uses
     from monai.inferers import sliding_window_inference
 
     from screener.model.outlier import outlier_z

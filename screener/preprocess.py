@@ -30,6 +30,9 @@ def normalize_intensity(img: torch.Tensor, cfg: PreprocessConfig | None = None) 
     Returns:
         The normalised float32 tensor, same shape.
     """
+    from screener.monai_import import import_monai
+
+    import_monai()  # without the optional modules it never uses
     from monai.transforms import ScaleIntensityRangePercentiles
 
     c = cfg or PreprocessConfig()

@@ -36,6 +36,9 @@ class NetworkConfig:
 
 
 def build_network(cfg: NetworkConfig) -> torch.nn.Module:
+    from screener.monai_import import import_monai
+
+    import_monai()  # without the optional modules it never uses
     from monai.networks.nets import UNet
 
     unet = UNet(spatial_dims=3, in_channels=cfg.in_channels, out_channels=cfg.out_channels,

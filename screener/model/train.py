@@ -217,6 +217,9 @@ def _validation_set(cfg: TrainConfig):
 
 def _validate(net, val, roi: tuple[int, int, int] | None) -> dict[str, float]:
     import torch
+    from screener.monai_import import import_monai
+
+    import_monai()  # without the optional modules it never uses
     from monai.inferers import sliding_window_inference
 
     from screener.model.anatomy import Tissue
@@ -245,6 +248,9 @@ def _validate(net, val, roi: tuple[int, int, int] | None) -> dict[str, float]:
 def make_loss(cfg: TrainConfig, class_weights: torch.Tensor) -> Any:
     """DiceCE over all classes, plus (when cfg.lesion_tversky_weight > 0) a Tversky term on the
     lesion channel's softmax probability against the lesion mask, pooled over the batch."""
+    from screener.monai_import import import_monai
+
+    import_monai()  # without the optional modules it never uses
     from monai.losses import DiceCELoss, TverskyLoss
 
     from screener.model.anatomy import Tissue

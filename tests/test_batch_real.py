@@ -162,4 +162,4 @@ def test_kill_and_rerun_toy(tmp_path):
 @pytest.mark.slow
 def test_kill_and_rerun_real_pipeline(tmp_path):
     real_config_or_skip()
-    _kill_and_rerun(tmp_path, n=6, toy=False, kill_after=2, delay="0", timeout=600)
+    _kill_and_rerun(tmp_path, n=4, toy=False, kill_after=1, delay="0", timeout=600)

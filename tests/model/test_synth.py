@@ -205,3 +205,19 @@ def test_demyelination_plan_measures_ventricle_distance_once(monkeypatch):
     plans = plan_lesions(np.random.default_rng(0), torch.from_numpy(tissue), 2.0, spec)
     assert len(plans) == 5 and all(p.kind == "demyelination" for p in plans)
     assert len(calls) == 1
+
+
+def test_label_maps_share_one_index_of_exactly_the_labels_present(gen):
+    """load_all's label list is np.unique over the maps (found without sorting the voxels) and
+    each map's index names its own labels by position in that list."""
+    import nibabel as nib
+
+    from screener.model.anatomy import find_label_maps
+    from testpaths import shared_path
+
+    raw = [np.asarray(nib.as_closest_canonical(nib.load(str(p))).dataobj).astype(np.int32)
+           for p in find_label_maps(shared_path("synth-label-maps"))[:2]]
+    labels = np.unique(np.concatenate([np.unique(r) for r in raw]))
+    assert np.array_equal(gen.maps[0].labels, labels)
+    for m, r in zip(gen.maps, raw):
+        assert np.array_equal(m.labels[m.index.astype(np.int64)], r)

@@ -83,8 +83,8 @@ def load_all(folder: str | Path, limit: int | None = None) -> list[LabelMap]:
     for p in find_label_maps(folder)[:limit]:
         img = nib.as_closest_canonical(nib.load(str(p)))
         data = np.asarray(img.dataobj).astype(np.int32)  # keeps the reoriented (strided) layout
-        # The labels present, as np.unique would list them, without its sort, in memory order
-        # (a C-order pass over the reoriented view is cache-hostile): 22 s -> 10 s for 20 maps.
+        # The labels present, as np.unique would list them, without its sort and in memory order
+        # (the reoriented array is not C-ordered): load_all of 20 maps 22 s -> 12 s here.
         flat = data.ravel(order="K")
         if flat.size and int(flat.min()) < 0:
             raise ValueError(f"{p.name}: negative labels")

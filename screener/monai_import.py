@@ -18,7 +18,10 @@ unconditionally, the first attempt fails and MONAI is imported again without the
 worst case is the old start-up time, never a failure.
 
 Every screener function that imports MONAI calls this first; once MONAI is loaded it is a
-dictionary lookup.
+dictionary lookup. Threads (dask workers, the PACS service) are safe among themselves: one
+imports, the others wait for it. While that one import runs (about a second, once per process),
+another thread importing `scipy.signal` or `matplotlib.pyplot` for the first time would get an
+ImportError; nothing in the screener does.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import threading
 from types import ModuleType
 
 log = logging.getLogger(__name__)
 
 # Optional dependencies of MONAI's eager import that no screener code path uses through MONAI.
 UNUSED_BY_SCREENER = ("scipy.signal", "matplotlib.pyplot")
+_LOCK = threading.Lock()
 
 
 def _purge(prefix: str) -> None:
@@ -45,22 +50,24 @@ def import_monai(skip: tuple[str, ...] = UNUSED_BY_SCREENER) -> ModuleType:
     Modules of `skip` that are already imported are left alone (MONAI then uses them as usual).
     Returns the `monai` package.
     """
-    loaded = sys.modules.get("monai")
-    if loaded is not None:
-        return loaded
-    marked = [name for name in skip if name not in sys.modules]
-    for name in marked:
-        sys.modules[name] = None  # type: ignore[assignment]  # import system: raise ImportError
-    try:
+    if "monai" in sys.modules:  # import_module waits while another thread still imports it
         return importlib.import_module("monai")
-    except ImportError as exc:
-        log.warning("MONAI needed a module imported without it (%s); importing it in full", exc)
-        _purge("monai")
+    with _LOCK:  # one thread marks and imports; the others wait here, then find it loaded
+        if "monai" in sys.modules:
+            return importlib.import_module("monai")
+        marked = [name for name in skip if name not in sys.modules]
         for name in marked:
-            sys.modules.pop(name, None)
-        marked = []
-        return importlib.import_module("monai")
-    finally:
-        for name in marked:
-            if sys.modules.get(name, False) is None:
-                del sys.modules[name]
+            sys.modules[name] = None  # type: ignore[assignment]  # import system: ImportError
+        try:
+            return importlib.import_module("monai")
+        except ImportError as exc:
+            log.warning("MONAI needed a module imported without it (%s); importing it in full", exc)
+            _purge("monai")
+            for name in marked:
+                sys.modules.pop(name, None)
+            marked = []
+            return importlib.import_module("monai")
+        finally:
+            for name in marked:
+                if sys.modules.get(name, False) is None:
+                    del sys.modules[name]

@@ -95,3 +95,22 @@ print(json.dumps({{"rc": rc, "loaded": {LOADED}}}))
     got.pop("stderr")
     assert got == {"rc": 0, "loaded": []}
     assert list((tmp_path / "o").glob("*/report.json"))
+
+
+def test_threads_importing_at_once_all_get_the_whole_of_monai():
+    got = _run("""
+import json, sys, threading
+from screener.monai_import import import_monai
+seen = []
+def work():
+    m = import_monai()
+    from monai.networks.nets import UNet
+    from monai.inferers import sliding_window_inference
+    seen.append((m is sys.modules["monai"], callable(UNet), callable(sliding_window_inference)))
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"seen": seen, "marks": [m for m, v in sys.modules.items() if v is None and m.startswith(("scipy.signal", "matplotlib.pyplot"))]}))
+""")
+    assert "importing it in full" not in got.pop("stderr")
+    assert got == {"seen": [[True, True, True]] * 4, "marks": []}

@@ -49,7 +49,8 @@ def main() -> int:
                          "median out of the outlier term's local means (model.outlier.exclude_beyond_sd), "
                          "'+rimK' keeps the outlier term off the judged region's outermost K voxels "
                          "(model.outlier_rim_vox), '+rimopenK' except where its region survives an "
-                         "opening by a (2K+1)^3 cube (model.outlier_rim_opening_vox)")
+                         "opening by a (2K+1)^3 cube (model.outlier_rim_opening_vox), '+bf16' runs "
+                         "the network in bfloat16 (model.cpu_bf16: on)")
     ap.add_argument("--scales", type=float, nargs="+", default=[0.05, 0.5, 2.0])
     ap.add_argument("--grow", type=float, nargs="*", default=[],
                     help="hysteresis low thresholds to compare (default: none)")
@@ -104,6 +105,7 @@ def main() -> int:
             base.config, roi_size=roi, sw_overlap=overlap, tta_flip=flip,
             hull_closing_mm=hull_mm, hull_opening_vox=opening, outlier_rim_vox=rim,
             outlier_rim_opening_vox=rim_open,
+            cpu_bf16="on" if "bf16" in parts[1:] else base.config.cpu_bf16,
             outlier=dataclasses.replace(base.config.outlier, exclude_beyond_sd=exclude)))
         dice, seconds = [], 0.0
         offsets = args.learned_offsets if window == args.windows[0] else []

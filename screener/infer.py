@@ -46,6 +46,15 @@ class ModelConfig:
     # (hit-gated AUROC 0.400 against 0.406) at 1.6x the predict() time
     # (benchmarks/inference_settings.py --windows 64x80x64@0.5 64x80x64@0.5+flip).
     tta_flip: bool = False
+    # The network in bfloat16 on CPU ("off", "on", or "auto": on where the CPU computes bfloat16
+    # natively, AMX or AVX512-BF16; elsewhere emulated bfloat16 is slower than float32). Tiles
+    # are blended and softmaxed in float32 either way. CUDA always runs float16 autocast.
+    # "auto" since 2026-12-03, by the rule in the README (Speed): on 60 calibration heads 27/45
+    # hits against 28/45, AUROC 0.421 against 0.418, lesion-free false volume 17.1 against
+    # 16.3 ml; realdata-dev decisions unchanged, mean Dice 0.382 both (largest drop 0.002);
+    # `screen` median 10.0 s against 11.9 s (6 alternating pairs). report.json's model block
+    # says which precision ran.
+    cpu_bf16: str = "auto"
     # The learned lesion channel's logit is raised by this much before fusion (0 = as trained):
     # its voxel threshold p >= 0.5 becomes p >= sigmoid(-offset) of the network's own output.
     # The network is cautious: on lesion-free calibration heads its findings are small (median
@@ -134,6 +143,30 @@ class Prediction:
     # brain there continued where the network did not look (qc.brain_reasons does not see it).
     brain_at_box_edge_cm2: float = 0.0
     timing_s: dict[str, float] = field(default_factory=dict)  # preprocess, infer
+
+
+def cpu_bf16_enabled(setting: str) -> bool:
+    """model.cpu_bf16: "on", "off", or "auto" (on where torch reports AMX tiles or AVX512-BF16).
+    YAML reads a bare on/off as true/false; both spellings are accepted."""
+    if isinstance(setting, bool):
+        return setting
+    if setting not in ("on", "off", "auto"):
+        raise ValueError(f"model.cpu_bf16 must be on, off or auto, not {setting!r}")
+    if setting != "auto":
+        return setting == "on"
+    import torch
+
+    probes = [getattr(torch.cpu, name, None)
+              for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(bool(p()) for p in probes if p is not None)
+
+
+def network_precision(model: "LoadedModel") -> str:
+    """The precision predict() runs the network in on this machine: float16 (CUDA autocast),
+    bfloat16 (model.cpu_bf16) or float32."""
+    if str(model.device).startswith("cuda"):
+        return "float16"
+    return "bfloat16" if cpu_bf16_enabled(model.config.cpu_bf16) else "float32"
 
 
 def choose_device(preference: str = "auto") -> str:
@@ -442,8 +475,14 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
         inp = x[(slice(None),) + box][None].to(model.device)
         roi = tuple(min(r, int(s)) for r, s in zip(cfg.roi_size or inp.shape[2:], inp.shape[2:]))
 
+        def bf16_net(t: torch.Tensor) -> torch.Tensor:  # bfloat16 inside, float32 out
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model.net(t).float()
+
+        net = bf16_net if not cuda and cpu_bf16_enabled(cfg.cpu_bf16) else model.net
+
         def class_probs(a: torch.Tensor) -> torch.Tensor:
-            logits = sliding_window_inference(a, roi, cfg.sw_batch_size, model.net,
+            logits = sliding_window_inference(a, roi, cfg.sw_batch_size, net,
                                               overlap=cfg.sw_overlap, mode="gaussian")
             return torch.softmax(logits.float(), 1)[0]
 

@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 def _model_block(model: Any) -> dict[str, Any]:
     if model is None:
         return {"name": None, "version": None, "weights_sha256": None}
-    return {"name": model.name, "version": model.version, "weights_sha256": model.weights_sha256}
+    from screener.infer import network_precision
+
+    return {"name": model.name, "version": model.version, "weights_sha256": model.weights_sha256,
+            "precision": network_precision(model)}
 
 
 def _calibration_and_benchmark(model: Any, config: dict[str, Any]) -> tuple[Any, Any]:

@@ -109,6 +109,7 @@ def test_report_contract_and_outputs(tmp_path, config, model):
                 "series", "findings", "resolution_limits", "model", "device", "timing_s", "outputs"):
         assert key in rep
     assert rep["model"]["weights_sha256"] and rep["device"] == "cpu"
+    assert rep["model"]["precision"] in ("bfloat16", "float32")
     assert "function" in rep["resolution_limits"]["statement"]
     assert (folder / rep["outputs"]["anomaly_map"]).exists()
     assert "Recognisable" not in (folder / "report.json").read_text()

@@ -414,3 +414,49 @@ def test_inference_settings_writes_one_row_per_head(tmp_path):
     assert float(got[2]["fused_score_0.5ml"]) > 0.0   # a lesion-free head keeps its false finding
     assert got[2]["kind"] == "" and got[0]["contrast"] == "T1"
     assert float(got[0]["learned_score_0.5ml"]) == 0.0
+
+
+def test_cpu_bf16_setting_is_checked_and_yaml_booleans_are_read():
+    from screener.infer import cpu_bf16_enabled
+
+    assert cpu_bf16_enabled("on") and cpu_bf16_enabled(True)
+    assert not cpu_bf16_enabled("off") and not cpu_bf16_enabled(False)
+    assert isinstance(cpu_bf16_enabled("auto"), bool)
+    with pytest.raises(ValueError, match="cpu_bf16"):
+        cpu_bf16_enabled("fast")
+
+
+def test_cpu_bf16_runs_the_network_under_autocast_and_blends_in_float32():
+    import dataclasses
+
+    import torch
+
+    from screener.infer import predict
+    from screener.types import SeriesInfo, SeriesVolume
+
+    shape = (60, 70, 50)
+    data = np.zeros(shape, np.float32)
+    data[_ball(shape, (30, 35, 25), 20)] = 100.0
+    vol = SeriesVolume(data=data, affine=np.diag([1.5, 1.5, 1.5, 1.0]), info=SeriesInfo("s", "s"))
+    model, _ = _fake_model((32, 32, 32))
+    seen: list[tuple[bool, torch.dtype]] = []
+    inner = model.net.forward
+
+    def forward(x):
+        out = inner(x)
+        seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        return out
+
+    model.net.forward = forward
+
+    def run(setting: str):
+        return predict(vol, dataclasses.replace(
+            model, config=dataclasses.replace(model.config, cpu_bf16=setting)))
+
+    plain = run("off")
+    assert seen and not any(a for a, _ in seen)
+    seen.clear()
+    half = run("on")
+    assert seen and all(a for a, _ in seen)
+    assert half.brain_prob.dtype == plain.brain_prob.dtype
+    assert np.abs(half.brain_prob - plain.brain_prob).max() < 0.05

@@ -145,7 +145,7 @@ class Prediction:
     timing_s: dict[str, float] = field(default_factory=dict)  # preprocess, infer
 
 
-def cpu_bf16_enabled(setting: str) -> bool:
+def cpu_bf16_enabled(setting: str | bool) -> bool:
     """model.cpu_bf16: "on", "off", or "auto" (on where torch reports AMX tiles or AVX512-BF16).
     YAML reads a bare on/off as true/false; both spellings are accepted."""
     if isinstance(setting, bool):

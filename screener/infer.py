@@ -479,7 +479,7 @@ def predict(volume: SeriesVolume, model: LoadedModel, diagnostics: bool = False)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return model.net(t).float()
 
-        net = bf16_net if not cuda and cpu_bf16_enabled(cfg.cpu_bf16) else model.net
+        net = bf16_net if network_precision(model) == "bfloat16" else model.net
 
         def class_probs(a: torch.Tensor) -> torch.Tensor:
             logits = sliding_window_inference(a, roi, cfg.sw_batch_size, net,

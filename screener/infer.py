@@ -190,6 +190,7 @@ def load_model(cfg: ModelConfig, device: str = "auto") -> LoadedModel:
     from screener.model.networks import NetworkConfig, build_network
     from screener.config import from_mapping
 
+    cpu_bf16_enabled(cfg.cpu_bf16)  # a misspelt setting stops here, not in every study's predict
     wdir = repo_path(cfg.weights)
     meta, state = load_bundle(wdir)
     net_cfg = from_mapping(NetworkConfig, meta["network"])

@@ -424,6 +424,10 @@ def test_cpu_bf16_setting_is_checked_and_yaml_booleans_are_read():
     assert isinstance(cpu_bf16_enabled("auto"), bool)
     with pytest.raises(ValueError, match="cpu_bf16"):
         cpu_bf16_enabled("fast")
+    from screener.infer import ModelConfig, load_model
+
+    with pytest.raises(ValueError, match="cpu_bf16"):  # before any study is read
+        load_model(ModelConfig(cpu_bf16="fast"), "cpu")
 
 
 def test_cpu_bf16_runs_the_network_under_autocast_and_blends_in_float32():

@@ -170,14 +170,20 @@ def _shape_rho(spec: LesionSpec, shape: tuple[int, ...], voxel_mm: float, gen: t
 def render_lesions(img: torch.Tensor, tissue: torch.Tensor, plan: list[LesionSpec],
                    rng: np.random.Generator, gen: torch.Generator, *,
                    tissue_means: tuple[float, float, float], contrast: str,
-                   p_tissue_mimic: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                   p_tissue_mimic: float = 0.0, amplitude_min: float = 0.07
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Paint the planned lesions into `img`; return the image and the lesion mask.
 
     With probability `p_tissue_mimic` a lesion (not a haemorrhage) takes the signal of another
     tissue instead of host + random amplitude: grey matter's for a white-matter lesion (CSF's
     for half of the infarcts), so it can only be told from normal anatomy by where it lies and
     its shape. No random number is drawn when it is 0, so earlier draws are reproduced exactly.
+    `amplitude_min` is the lower bound of the signal step (0.07) and of a mass's oedema step
+    (0.06 below 0.07, else the same bound); the draws are the same calls either way.
     """
+    if not 0.0 < amplitude_min < 0.3:
+        raise ValueError(f"lesion amplitude_min must lie in (0, 0.3), got {amplitude_min}")
+    oedema_min = 0.06 if amplitude_min <= 0.07 else amplitude_min
     wm_mu, gm_mu, csf_mu = tissue_means
     voxel_mm = 2.0
     out = img.clone()
@@ -190,7 +196,7 @@ def render_lesions(img: torch.Tensor, tissue: torch.Tensor, plan: list[LesionSpe
             reach = 2.0
         box, rho = _shape_rho(spec, img.shape, voxel_mm, gen, reach)
         host_mu = wm_mu if spec.kind in ("oedema", "demyelination") else (wm_mu + gm_mu) / 2
-        amp = float(rng.uniform(0.07, 0.4))
+        amp = float(rng.uniform(amplitude_min, 0.4))
         sgn = _fluid_sign(rng, host_mu, csf_mu, contrast)
         if p_tissue_mimic > 0 and spec.kind != "haemorrhage" and rng.random() < p_tissue_mimic:
             mimic = csf_mu if spec.kind == "infarct" and rng.random() < 0.5 else gm_mu
@@ -211,7 +217,7 @@ def render_lesions(img: torch.Tensor, tissue: torch.Tensor, plan: list[LesionSpe
                 delta = core * rim_sgn * rim_amp + necrotic * (sgn * max(amp, 0.15) - rim_sgn * rim_amp)
             oed_edge = float(rng.uniform(1.4, 2.2))
             oed = soft(oed_edge, 0.12) * (1 - core) * wm[box] * float(rng.random() < 0.75)
-            oed_amp = float(rng.uniform(0.06, 0.3)) * _fluid_sign(rng, wm_mu, csf_mu, contrast)
+            oed_amp = float(rng.uniform(oedema_min, 0.3)) * _fluid_sign(rng, wm_mu, csf_mu, contrast)
             delta = delta + oed * oed_amp
             m = torch.maximum(core, oed)
         elif spec.kind == "haemorrhage":

@@ -221,3 +221,40 @@ def test_label_maps_share_one_index_of_exactly_the_labels_present(gen):
     assert np.array_equal(gen.maps[0].labels, labels)
     for m, r in zip(gen.maps, raw):
         assert np.array_equal(m.labels[m.index.astype(np.int64)], r)
+
+
+def test_lesion_amplitude_floor_is_training_only_and_default_reproduces(gen):
+    """synth.lesion_amplitude_min: every painted step (not a tissue mimic) is at least the floor;
+    the default 0.07 keeps the draws of before the option; held-out heads never take it."""
+    import dataclasses
+
+    from screener.model import lesions as lesion_lib
+    from screener.model.synth import held_out_config
+
+    tissue = torch.full((24, 24, 24), int(Tissue.WM), dtype=torch.long)
+    img = torch.full((24, 24, 24), 0.5)
+
+    def peak_steps(floor: float) -> list[float]:
+        steps = []
+        for seed in range(40):
+            rng = np.random.default_rng(seed)
+            spec = lesion_lib.LesionSpec(kind="demyelination", centre_vox=np.array([12.0, 12.0, 12.0]),
+                                         diameter_mm=14.0, radii_scale=np.ones(3), rotation=np.eye(3))
+            out, mask = lesion_lib.render_lesions(img, tissue, [spec], rng, torch.Generator().manual_seed(seed),
+                                                  tissue_means=(0.5, 0.4, 0.9), contrast="T2",
+                                                  amplitude_min=floor)
+            assert mask.any()
+            steps.append(float((out - img).abs().max()))
+        return steps
+
+    default, floored = peak_steps(0.07), peak_steps(0.15)
+    assert min(floored) >= 0.14 and min(default) < 0.14, (min(default), min(floored))
+    with pytest.raises(ValueError, match="amplitude_min"):
+        peak_steps(0.0)
+    off = SynthGenerator(dataclasses.replace(gen.cfg, lesion_amplitude_min=0.07), gen.maps)
+    seed = next(s for s in range(30) if gen.sample(s).lesions)
+    a, b = off.sample(seed), gen.sample(seed)
+    assert torch.equal(a.image, b.image) and torch.equal(a.target, b.target)
+    clear = SynthGenerator(dataclasses.replace(gen.cfg, lesion_amplitude_min=0.15), gen.maps)
+    assert not torch.equal(clear.sample(seed).image, a.image)
+    assert held_out_config(clear.cfg).lesion_amplitude_min == 0.07

@@ -66,8 +66,8 @@ class SynthConfig:
     extra_lesions: tuple[int, int] = (0, 0)
     # Lower bound of a lesion's signal step (and of a mass's oedema step) on the 0-1 tissue scale
     # before bias, gamma and noise; the upper bounds stay 0.4 and 0.3. The default keeps the draws
-    # of before the option existed (0.07 and 0.06: a quarter of the lesions then stand out less than
-    # 1 SD from the brain around them). Training only: held_out_config resets it.
+    # of before the option existed (0.07 and 0.06). Training only: held_out_config resets it.
+    # 0.15 was tried (configs/train-clear.yaml) and not released.
     lesion_amplitude_min: float = 0.07
     p_random_contrast: float = 0.4
     p_skull_stripped: float = 0.2
@@ -83,8 +83,9 @@ class SynthConfig:
 
 def held_out_config(cfg: SynthConfig) -> SynthConfig:
     """The training generator's config without its training-only emphasis (tissue mimicry,
-    contrast weights, large lesions, FLAIR grey/white ratio, extra lesions, amplitude floor): what validation,
-    calibration and the benchmark draw with, so their heads stay the same across versions."""
+    contrast weights, large lesions, FLAIR grey/white ratio, extra lesions, amplitude floor):
+    what validation, calibration and the benchmark draw with, so their heads stay the same across
+    versions."""
     return replace(cfg, p_tissue_mimic=0.0, contrast_weights=(), p_large_lesion=0.0,
                    flair_gm_ratio=(), extra_lesions=(0, 0), lesion_amplitude_min=0.07)
 

@@ -240,7 +240,8 @@ def test_lesion_amplitude_floor_is_training_only_and_default_reproduces(gen):
             rng = np.random.default_rng(seed)
             spec = lesion_lib.LesionSpec(kind="demyelination", centre_vox=np.array([12.0, 12.0, 12.0]),
                                          diameter_mm=14.0, radii_scale=np.ones(3), rotation=np.eye(3))
-            out, mask = lesion_lib.render_lesions(img, tissue, [spec], rng, torch.Generator().manual_seed(seed),
+            out, mask = lesion_lib.render_lesions(img, tissue, [spec], rng,
+                                                  torch.Generator().manual_seed(seed),
                                                   tissue_means=(0.5, 0.4, 0.9), contrast="T2",
                                                   amplitude_min=floor)
             assert mask.any()

@@ -64,6 +64,10 @@ def main() -> int:
     ap.add_argument("--weights", default=None,
                     help="weights bundle directory to run instead of the config's (a candidate "
                          "exported with `screener train --export DIR`)")
+    ap.add_argument("--ensemble", nargs="+", default=[], metavar="DIR",
+                    help="further weights bundles whose networks join the measured one: the "
+                         "class probabilities are the mean of the members' softmax (EnsembleNet); "
+                         "everything else (outlier fusion, decisions) as the measured bundle's")
     ap.add_argument("--cases-csv", default=None, metavar="PATH",
                     help="also write one row per head for the first window (head, lesion, kind, "
                          "image contrast, fused and learned hit, hit-gated study score at 0.5 ml), "
@@ -80,6 +84,11 @@ def main() -> int:
     from screener.types import SeriesInfo, SeriesVolume
 
     _, dc, base = synth_eval.load_for_measuring(args.weights, threads=args.threads)
+    if args.ensemble:
+        members = [synth_eval.load_for_measuring(d, threads=args.threads)[2] for d in args.ensemble]
+        base = dataclasses.replace(base, net=EnsembleNet([base.net, *(m.net for m in members)]))
+        print(f"ensemble: {base.name} {base.version} + "
+              + ", ".join(f"{m.name} {m.version} ({d})" for m, d in zip(members, args.ensemble)))
     gen, run_seed = synth_eval._generator(base.metadata)
     samples = list(synth_eval.calibration_heads(gen, run_seed, args.n, args.seed, args.measured_min))
     what = "drawn at >= 10 mm" if args.measured_min is None else f"measuring >= {args.measured_min:g} mm"
@@ -177,6 +186,21 @@ def main() -> int:
                 print(f"    score_volume_scale_ml {scale:5}: hit-gated AUROC {auc:.3f}, "
                       f"sensitivity at 90 % specificity {np.mean(np.asarray(pos) > thr):.2f}")
     return 0
+
+
+class EnsembleNet:
+    """Several networks as one: log of the mean of their class softmax, so that predict's own
+    softmax returns exactly that mean within a window (sliding-window blending then mixes
+    log-probabilities across overlapping windows, as it mixes one network's logits)."""
+
+    def __init__(self, nets: list) -> None:
+        self.nets = nets
+
+    def __call__(self, t):
+        import torch
+
+        p = torch.stack([torch.softmax(n(t).float(), 1) for n in self.nets]).mean(0)
+        return torch.log(p.clamp_min(1e-12))
 
 
 def _write_cases(path: str, samples, rows) -> None:

@@ -20,7 +20,7 @@ fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-if ! .venv/bin/python -c "import screener, torch, monai, pynetdicom, dask.distributed" 2>/dev/null; then
+if ! .venv/bin/python -c "import screener, torch, monai, pynetdicom, dask.distributed, xdist" 2>/dev/null; then
   echo "setup: installing Python packages into .venv" >&2
   .venv/bin/pip install -q --upgrade pip
   # torch first and pinned: 2.13.0 is a CPU wheel; an unpinned torch pulls a CUDA build.

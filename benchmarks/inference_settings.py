@@ -76,9 +76,9 @@ def main() -> int:
                     help="torch threads (1 when two weights are measured side by side on 2 cores)")
     args = ap.parse_args()
 
+    from finding_verifier import _figures  # benchmarks/ is the script's own directory
     from screener.decide import analyse_series
     from screener.infer import assessment_mask, predict
-    from screener.metrics import auroc
     from screener.model import synth_eval
     from screener.model.anatomy import N_CLASSES, Tissue
     from screener.types import SeriesInfo, SeriesVolume
@@ -178,13 +178,11 @@ def main() -> int:
             hits = sum(r[1] for r in res if r[0])
             print(f"  {name:8s} lesions hit {hits}/{n_les}, false findings on lesion-free heads "
                   f"median {np.median(false_ml[name]):.1f} ml (n={len(false_ml[name])})")
+            lesion = np.array([r[0] for r in res])
             for scale in args.scales:
-                pos = [_gated_score(r, scale) for r in res if r[0]]
-                neg = [_gated_score(r, scale) for r in res if not r[0]]
-                thr = float(np.quantile(neg, 0.9))
-                auc = auroc([True] * len(pos) + [False] * len(neg), pos + neg)
+                auc, sens = _figures(np.array([_gated_score(r, scale) for r in res]), lesion)
                 print(f"    score_volume_scale_ml {scale:5}: hit-gated AUROC {auc:.3f}, "
-                      f"sensitivity at 90 % specificity {np.mean(np.asarray(pos) > thr):.2f}")
+                      f"sensitivity at 90 % specificity {sens:.2f}")
     return 0
 
 

@@ -33,6 +33,7 @@ import dataclasses
 import time
 
 import numpy as np
+import yaml
 
 
 def main() -> int:
@@ -72,6 +73,9 @@ def main() -> int:
                     help="also write one row per head for the first window (head, lesion, kind, "
                          "image contrast, fused and learned hit, hit-gated study score at 0.5 ml), "
                          "so two weights judged on the same heads can be compared head by head")
+    ap.add_argument("--synth", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="render the heads with these SynthConfig fields replaced (YAML values), "
+                         "e.g. label_supersample=2; the draws stay the same heads otherwise")
     ap.add_argument("--threads", type=int, default=2,
                     help="torch threads (1 when two weights are measured side by side on 2 cores)")
     args = ap.parse_args()
@@ -89,7 +93,13 @@ def main() -> int:
         base = dataclasses.replace(base, net=EnsembleNet([base.net, *(m.net for m in members)]))
         print(f"ensemble: {base.name} {base.version} + "
               + ", ".join(f"{m.name} {m.version} ({d})" for m, d in zip(members, args.ensemble)))
-    gen, run_seed = synth_eval._generator(base.metadata)
+    overrides = {}
+    for item in args.synth:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    gen, run_seed = synth_eval._generator(base.metadata, overrides=overrides)
+    if overrides:
+        print(f"heads rendered with {overrides}")
     samples = list(synth_eval.calibration_heads(gen, run_seed, args.n, args.seed, args.measured_min))
     what = "drawn at >= 10 mm" if args.measured_min is None else f"measuring >= {args.measured_min:g} mm"
     print(f"weights {base.name} {base.version}: {len(samples)} calibration heads "

@@ -12,6 +12,7 @@ resolution limits.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import logging
@@ -82,11 +83,13 @@ def load_for_measuring(weights: str | None = None, threads: int = 2) -> tuple[di
     return cfg, decide_config(cfg), load_model(cfg, "cpu")
 
 
-def _generator(model_meta: dict[str, Any], training_maps: bool = False):
+def _generator(model_meta: dict[str, Any], training_maps: bool = False,
+               overrides: dict[str, Any] | None = None):
     """A generator over the held-out label maps (with `training_maps`: the training ones, for
     diagnostics only), configured as in training, except that lesions keep the appearance
     model every version was measured with (no tissue mimicry), so benchmark and calibration
-    figures compare across versions."""
+    figures compare across versions. `overrides` (diagnostics only) replaces SynthConfig fields
+    after that."""
     from screener.config import from_mapping
     from screener.model.anatomy import load_all
     from screener.model.synth import SynthConfig, SynthGenerator, held_out_config
@@ -95,6 +98,9 @@ def _generator(model_meta: dict[str, Any], training_maps: bool = False):
 
     tcfg = model_meta["training"]["config"]
     scfg = held_out_config(from_mapping(SynthConfig, tcfg["synth"]))
+    if overrides:
+        checked = from_mapping(SynthConfig, overrides)  # unknown keys and wrong types rejected
+        scfg = dataclasses.replace(scfg, **{k: getattr(checked, k) for k in overrides})
     maps = load_all(repo_path(scfg.label_maps_dir), scfg.max_label_maps)
     n_train = int(tcfg["train_maps"])
     if training_maps:

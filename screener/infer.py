@@ -49,7 +49,7 @@ class ModelConfig:
     # The network in bfloat16 on CPU ("off", "on", or "auto": on where the CPU computes bfloat16
     # natively, AMX or AVX512-BF16; elsewhere emulated bfloat16 is slower than float32). Tiles
     # are blended and softmaxed in float32 either way. CUDA always runs float16 autocast.
-    # "auto" since 2026-12-03, by the rule in the README (Speed): on 60 calibration heads 27/45
+    # "auto" since 2026-12-03, by the rule in docs/speed-log.md: on 60 calibration heads 27/45
     # hits against 28/45, AUROC 0.421 against 0.418, lesion-free false volume 17.1 against
     # 16.3 ml; realdata-dev decisions unchanged, mean Dice 0.382 both (largest drop 0.002);
     # `screen` median 10.0 s against 11.9 s (6 alternating pairs). report.json's model block

@@ -2,7 +2,7 @@
 
 A fluid-like cortical infarct is, voxel by voxel, the same as a widened sulcus, and a grey-matter
 -like white-matter lesion the same as cortex: 0.6.0 missed such lesions with its lesion channel
-below 0.05 and called them CSF or grey matter (README, "After 0.6.0"). What tells them apart
+below 0.05 and called them CSF or grey matter (docs/model-experiments.md). What tells them apart
 for a reader is the other hemisphere. With `NetworkConfig.in_channels` 2 the network sees the
 image and its reflection about the midsagittal plane, so a one-sided change reads as a
 difference between the channels.

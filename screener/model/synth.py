@@ -76,6 +76,13 @@ class SynthConfig:
     # the voxel. The training target (tissue) stays the centre sample. Not reset by
     # held_out_config: it is how heads are rendered, not a training emphasis.
     label_supersample: int = 1
+    # Brain stem (FreeSurfer label 16) signal as a fraction of the way from grey to white matter,
+    # [low, high]; empty = drawn as the other deep grey structures (0 to 0.6), with the same draws
+    # as before the option existed. Real T1 brain stems sit at 0.5 (Colin27's pons) to 1.0
+    # (realdata-dev's normal T1, chris_t1) of that way, above what the deep grey draw reaches,
+    # and both are read as a hyperintense finding by 0.6.1. Training only: held_out_config
+    # resets it, so benchmark and calibration heads stay those every version was measured on.
+    brainstem_fraction: tuple[float, ...] = ()
     p_random_contrast: float = 0.4
     p_skull_stripped: float = 0.2
     p_thick_slices: float = 0.6
@@ -88,13 +95,18 @@ class SynthConfig:
     thickness_range: tuple[float, float] = (1.0, 7.0)
 
 
+BRAINSTEM_LABEL = 16  # FreeSurfer "Brain-Stem"
+
+
 def held_out_config(cfg: SynthConfig) -> SynthConfig:
     """The training generator's config without its training-only emphasis (tissue mimicry,
-    contrast weights, large lesions, FLAIR grey/white ratio, extra lesions, amplitude floor):
+    contrast weights, large lesions, FLAIR grey/white ratio, extra lesions, amplitude floor,
+    brain stem signal):
     what validation, calibration and the benchmark draw with, so their heads stay the same across
     versions."""
     return replace(cfg, p_tissue_mimic=0.0, contrast_weights=(), p_large_lesion=0.0,
-                   flair_gm_ratio=(), extra_lesions=(0, 0), lesion_amplitude_min=0.07)
+                   flair_gm_ratio=(), extra_lesions=(0, 0), lesion_amplitude_min=0.07,
+                   brainstem_fraction=())
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,11 @@ class SynthGenerator:
                 raise ValueError(f"contrast_weights needs {len(CONTRASTS)} non-negative weights "
                                  f"({', '.join(CONTRASTS)}), got {config.contrast_weights}")
             self._contrast_p = p / p.sum()
+        if config.brainstem_fraction and (len(config.brainstem_fraction) != 2 or not
+                                          0.0 <= config.brainstem_fraction[0]
+                                          <= config.brainstem_fraction[1] <= 1.5):
+            raise ValueError("synth.brainstem_fraction must be [low, high] with 0 <= low <= high "
+                             f"<= 1.5, or empty; got {config.brainstem_fraction}")
         self.maps = label_maps if label_maps is not None else load_all(
             config.label_maps_dir, config.max_label_maps)
         self._vols = [torch.from_numpy(m.index)[None, None] for m in self.maps]
@@ -248,7 +265,11 @@ class SynthGenerator:
             elif t in (Tissue.VENTRICLE, Tissue.CSF):
                 mu[i] = csf + jitter[i]
             if m.deep_grey[i]:
-                mu[i] = gm + rng.uniform(0.0, 0.6) * (wm - gm) + jitter[i]
+                frac = rng.uniform(0.0, 0.6)
+                if self.cfg.brainstem_fraction and int(m.labels[i]) == BRAINSTEM_LABEL:
+                    lo, hi = self.cfg.brainstem_fraction  # same draw, rescaled: later draws unchanged
+                    frac = lo + (hi - lo) * frac / 0.6
+                mu[i] = gm + frac * (wm - gm) + jitter[i]
         mu[0] = rng.uniform(0.0, 0.06)  # air
         sd = rng.uniform(0.005, 0.05, n)
         return np.clip(mu, 0.0, 1.2), sd, (wm, gm, csf)

@@ -316,3 +316,31 @@ def dataclasses_equal_except(a, b, name: str) -> bool:
     import dataclasses
 
     return dataclasses.replace(a, **{name: getattr(b, name)}) == b
+
+
+def test_brainstem_fraction_is_training_only_and_default_reproduces(gen):
+    """synth.brainstem_fraction: the brain stem's signal moves into [low, high] of the way from
+    grey to white matter, by the same draw (every other label's mean unchanged); empty keeps the
+    old draws; held-out heads never take it."""
+    import dataclasses
+
+    from screener.model.synth import BRAINSTEM_LABEL, held_out_config
+
+    m = gen.maps[0]
+    stem = int(np.flatnonzero(m.labels == BRAINSTEM_LABEL)[0])
+    bright = SynthGenerator(dataclasses.replace(gen.cfg, brainstem_fraction=(0.6, 1.0)), gen.maps)
+    for seed in range(20):
+        mu_old, _, (wm, gm, _) = gen._label_means(np.random.default_rng(seed), "T1", m)
+        mu_new, _, (wm2, gm2, _) = bright._label_means(np.random.default_rng(seed), "T1", m)
+        assert (wm, gm) == (wm2, gm2)
+        others = np.arange(len(mu_old)) != stem
+        assert np.array_equal(mu_old[others], mu_new[others])
+        frac_old = (mu_old[stem] - gm) / (wm - gm)
+        frac_new = (mu_new[stem] - gm) / (wm - gm)
+        assert -0.1 < frac_old < 0.7 and 0.5 < frac_new < 1.1, (frac_old, frac_new)
+    assert torch.equal(gen.sample(3).image,
+                       SynthGenerator(dataclasses.replace(gen.cfg, brainstem_fraction=()),
+                                      gen.maps).sample(3).image)
+    assert held_out_config(bright.cfg).brainstem_fraction == ()
+    with pytest.raises(ValueError, match="brainstem_fraction"):
+        SynthGenerator(dataclasses.replace(gen.cfg, brainstem_fraction=(0.9, 0.2)), gen.maps)

@@ -96,6 +96,7 @@ class SynthConfig:
 
 
 BRAINSTEM_LABEL = 16  # FreeSurfer "Brain-Stem"
+DEEP_GREY_MAX = 0.6  # deep grey structures draw their signal 0 to this far from grey to white matter
 
 
 def held_out_config(cfg: SynthConfig) -> SynthConfig:
@@ -265,10 +266,10 @@ class SynthGenerator:
             elif t in (Tissue.VENTRICLE, Tissue.CSF):
                 mu[i] = csf + jitter[i]
             if m.deep_grey[i]:
-                frac = rng.uniform(0.0, 0.6)
+                frac = rng.uniform(0.0, DEEP_GREY_MAX)
                 if self.cfg.brainstem_fraction and int(m.labels[i]) == BRAINSTEM_LABEL:
                     lo, hi = self.cfg.brainstem_fraction  # same draw, rescaled: later draws unchanged
-                    frac = lo + (hi - lo) * frac / 0.6
+                    frac = lo + (hi - lo) * frac / DEEP_GREY_MAX
                 mu[i] = gm + frac * (wm - gm) + jitter[i]
         mu[0] = rng.uniform(0.0, 0.06)  # air
         sd = rng.uniform(0.005, 0.05, n)

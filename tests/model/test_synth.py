@@ -293,29 +293,22 @@ def test_label_supersampling_averages_labels_within_the_voxel_and_keeps_the_draw
 def test_judged_heads_take_synth_overrides_checked_by_type():
     """synth_eval._generator(overrides=...) (inference_settings.py --synth) replaces only the
     named SynthConfig fields of the weights' training config; unknown keys and wrong types fail."""
+    import dataclasses
     import json
 
-    from screener.config import ConfigError, repo_path
+    from screener.config import ConfigError, from_mapping, repo_path
     from screener.model import synth_eval
-
-    meta = json.loads(repo_path("weights/screener-synth-v1/configs/metadata.json").read_text())
-    from screener.config import from_mapping
     from screener.model.synth import held_out_config
 
+    meta = json.loads(repo_path("weights/screener-synth-v1/configs/metadata.json").read_text())
     plain = held_out_config(from_mapping(SynthConfig, meta["training"]["config"]["synth"]))
     gen2, _ = synth_eval._generator(meta, overrides={"label_supersample": 2})
     assert plain.label_supersample == 1 and gen2.cfg.label_supersample == 2
-    assert dataclasses_equal_except(plain, gen2.cfg, "label_supersample")
+    assert dataclasses.replace(plain, label_supersample=2) == gen2.cfg  # nothing else replaced
     with pytest.raises(ConfigError):
         synth_eval._generator(meta, overrides={"no_such_field": 1})
     with pytest.raises(ConfigError):
         synth_eval._generator(meta, overrides={"label_supersample": "two"})
-
-
-def dataclasses_equal_except(a, b, name: str) -> bool:
-    import dataclasses
-
-    return dataclasses.replace(a, **{name: getattr(b, name)}) == b
 
 
 def test_brainstem_fraction_is_training_only_and_default_reproduces(gen):

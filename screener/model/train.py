@@ -75,7 +75,10 @@ class TrainConfig:
     # took 0.27 s per sample; before that the loop waited on the generator and gained nothing.
     # Against float32 on identical crops (400 iterations of 4 from the same start, 2026-12-02,
     # configs/train-long.yaml): mean loss, validation lesion and brain Dice equal to 3 decimals.
-    autocast_bf16: bool = False
+    # "auto": on where the CPU has AMX or AVX512-BF16 (infer.cpu_bf16_enabled), float32 elsewhere.
+    # Without them bfloat16 is emulated: a resumed run of configs/train-brainstem.yaml on an AVX2
+    # CPU (AMD EPYC, 2026-12-03) took 37 s an iteration against under 1 s, so `true` there warns.
+    autocast_bf16: bool | str = False
     # Training crops cut from each synthetic head. The generator costs about as much per head
     # (0.27 s) as the network per crop under bf16, so a second crop of the same head doubles the
     # crops per CPU-second at the price of correlated crops. Crop 0 of a head is the crop a run
@@ -120,6 +123,9 @@ def load_train_config(path: str | Path, smoke: bool = False) -> TrainConfig:
         if not Path(maps_dir).is_absolute():  # relative to the repository, not the working directory
             data["synth"]["label_maps_dir"] = str(repo_path(maps_dir).resolve())
     cfg = from_mapping(TrainConfig, data)
+    if isinstance(cfg.autocast_bf16, str) and cfg.autocast_bf16 != "auto":
+        raise ValueError(f"{path}: autocast_bf16 must be true, false or auto, "
+                         f"not {cfg.autocast_bf16!r}")
     if cfg.crops_per_head < 1 or cfg.sample_offset < 0:
         raise ValueError(f"{path}: crops_per_head must be >= 1 and sample_offset >= 0, got "
                          f"{cfg.crops_per_head} and {cfg.sample_offset}")
@@ -310,6 +316,23 @@ def hard_negative_loss(p_lesion: torch.Tensor, truth: torch.Tensor, k: int, marg
     return (bce * use).sum() / use.sum().clamp_min(1.0)
 
 
+def training_bf16(setting: bool | str) -> bool:
+    """Whether the forward pass runs under bfloat16 autocast: train.autocast_bf16 is true, false or
+    "auto" (on where the CPU computes bfloat16 natively, as model.cpu_bf16). A forced `true` on a
+    CPU without AMX or AVX512-BF16 runs, emulated and many times slower, with a warning."""
+    from screener.infer import cpu_bf16_enabled
+
+    if isinstance(setting, str) and setting != "auto":
+        raise ValueError(f"train.autocast_bf16 must be true, false or auto, not {setting!r}")
+    native = cpu_bf16_enabled("auto")
+    on = native if setting == "auto" else bool(setting)
+    if on and not native:
+        log.warning("autocast_bf16 is true but this CPU has neither AMX nor AVX512-BF16: bfloat16 "
+                    "is emulated and training is many times slower than float32 (use auto)")
+    log.info("training forward pass in %s", "bfloat16" if on else "float32")
+    return on
+
+
 def train(cfg: TrainConfig, max_minutes: float | None = None, run_dir: Path | None = None) -> Path:
     """Train (or resume) until cfg.iterations or max_minutes; returns the checkpoint path.
     Training runs with cfg.threads torch threads; the caller's thread count is restored after."""
@@ -330,6 +353,7 @@ def _train(cfg: TrainConfig, max_minutes: float | None, run_dir: Path | None) ->
 
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)
+    bf16 = training_bf16(cfg.autocast_bf16)
     rd = repo_path(run_dir or cfg.run_dir)
     rd.mkdir(parents=True, exist_ok=True)
     ckpt_path = rd / "checkpoint.pt"
@@ -408,7 +432,7 @@ def _train(cfg: TrainConfig, max_minutes: float | None, run_dir: Path | None) ->
             if cfg.lr_final is not None:
                 for group in opt.param_groups:
                     group["lr"] = annealed_lr(cfg, it)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out = net(image)
             loss = loss_fn(out.float(), target)
             opt.zero_grad(set_to_none=True)

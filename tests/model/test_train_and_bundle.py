@@ -401,6 +401,32 @@ def test_training_config_refuses_no_crops_per_head(tmp_path):
         load_train_config(bad)
 
 
+def test_autocast_bf16_auto_follows_the_cpu_and_a_forced_true_warns(tmp_path, monkeypatch, caplog):
+    """train.autocast_bf16: "auto" is bfloat16 exactly where the CPU computes it natively (as
+    model.cpu_bf16); true on a CPU without it still runs bfloat16 but warns (emulated, many times
+    slower); false stays float32; any other word is refused when the config loads."""
+    import logging
+
+    import screener.infer as infer
+    from screener.model.train import training_bf16
+
+    for native in (True, False):
+        monkeypatch.setattr(infer, "cpu_bf16_enabled",
+                            lambda setting, native=native: native if setting == "auto" else setting)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="screener.model.train"):
+            assert training_bf16("auto") is native
+            assert training_bf16(False) is False
+            assert training_bf16(True) is True
+        assert ("emulated" in caplog.text) is (not native)
+    text = (REPO_ROOT / "configs/train-brainstem.yaml").read_text()
+    assert load_train_config(REPO_ROOT / "configs/train-brainstem.yaml").autocast_bf16 == "auto"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("autocast_bf16: auto", "autocast_bf16: sometimes"))
+    with pytest.raises(ValueError, match="autocast_bf16"):
+        load_train_config(bad)
+
+
 def test_annealed_learning_rate_is_cosine_between_the_ends():
     from dataclasses import replace
 

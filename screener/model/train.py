@@ -375,11 +375,11 @@ def _train(cfg: TrainConfig, max_minutes: float | None, run_dir: Path | None) ->
         log.warning("resuming %s at iteration %d, learning rate %g", cfg.name, start,
                     cfg.learning_rate)
     elif cfg.init_from or cfg.init_average:
-        from screener.model.bundle import average_checkpoints
+        from screener.model.bundle import average_checkpoints, read_checkpoint
         from screener.model.networks import transfer_weights
 
-        if cfg.init_from:
-            donor = torch.load(repo_path(cfg.init_from), map_location="cpu", weights_only=False)
+        if cfg.init_from:  # a file, or COMMIT:PATH from the repository's history
+            donor = read_checkpoint(cfg.init_from)
             donor = donor if "model" in donor else {"model": donor}  # a bundle's models/model.pt
         else:
             donor = average_checkpoints(list(cfg.init_average))

@@ -271,9 +271,11 @@ def test_every_training_config_loads_and_its_start_is_committed(path):
 
     cfg = load_train_config(path)
     assert cfg.iterations > 0 and cfg.run_dir
-    if cfg.init_from:  # the run it starts from must be in the repository, not on one machine
-        assert repo_path(cfg.init_from).is_file(), cfg.init_from
-    for spec in cfg.init_average:  # committed checkpoints, named by commit
+    if cfg.init_from and repo_path(cfg.init_from).is_file():
+        pass  # the run it starts from must be in the repository, not on one machine
+    elif cfg.init_from:  # else committed, named COMMIT:PATH (the file has moved on since)
+        assert ":" in cfg.init_from, cfg.init_from
+    for spec in [s for s in [cfg.init_from] if s and ":" in s] + list(cfg.init_average):
         listed = subprocess.run(["git", "-C", str(REPO_ROOT), "cat-file", "-e", spec],
                                 capture_output=True)
         if listed.returncode != 0 and not (REPO_ROOT / ".git").exists():
@@ -439,3 +441,29 @@ def test_annealed_learning_rate_is_cosine_between_the_ends():
     assert annealed_lr(cfg, 5000) == pytest.approx(1e-5)
     assert annealed_lr(cfg, 250) > annealed_lr(cfg, 750)
     assert annealed_lr(replace(cfg, lr_final=None), 700) == 1e-4
+
+
+def test_configs_starting_from_a_released_network_name_its_committed_file():
+    """A config whose `init_from` is a released bundle's model.pt names it as COMMIT:PATH: the file
+    in the working tree moves on with every release, the blob of that commit does not. The blob is
+    the one that release's metadata.json recorded (sha256), i.e. the network the run started from."""
+    import hashlib
+    import json
+
+    pinned = []
+    for path in sorted((REPO_ROOT / "configs").glob("train*.yaml")):
+        spec = load_train_config(path).init_from or ""
+        if spec.endswith("models/model.pt") and ":" in spec:
+            pinned.append(spec)
+    assert pinned, "train-brainstem.yaml starts from 0.6.1's network"
+    if not (REPO_ROOT / ".git").exists():
+        pytest.skip("no git history here")
+    for spec in pinned:
+        commit, path = spec.split(":", 1)
+        blob = subprocess.run(["git", "-C", str(REPO_ROOT), "show", spec], capture_output=True,
+                              check=True).stdout
+        meta_path = path.replace("models/model.pt", "configs/metadata.json")
+        meta = json.loads(subprocess.run(["git", "-C", str(REPO_ROOT), "show", f"{commit}:{meta_path}"],
+                                         capture_output=True, check=True).stdout)
+        assert hashlib.sha256(blob).hexdigest() == meta["sha256"]["models/model.pt"], spec
+        assert meta["version"] == "0.6.1", spec

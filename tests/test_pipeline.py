@@ -129,7 +129,7 @@ def test_report_contract_and_outputs(tmp_path, config, model):
     assert 600.0 < bmask.get_fdata().sum() * voxel_ml < 2200.0  # what QC accepted as brain
 
 
-KNOWN_GAP = ("model screener-synth-v1 0.6.1 (issue 3): ")
+KNOWN_GAP = ("model screener-synth-v1 0.7.0 (issue 3): ")
 
 
 @pytest.mark.parametrize("plane,thickness", [

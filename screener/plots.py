@@ -1,4 +1,5 @@
-"""Evaluation figures (matplotlib, Agg): ROC, sensitivity by lesion size, reliability diagram.
+"""Evaluation figures (matplotlib, Agg): ROC, sensitivity by lesion size, reliability diagram,
+the synthetic benchmark, the training curve.
 
 Every figure draws the model beside the FLAIR-threshold baseline and states n in its title.
 Figures are rendered in memory and written atomically.
@@ -94,6 +95,70 @@ def calibration_plot(path: Path, bins: list[dict[str, Any]], ece: float | None, 
     return _save(fig, path)
 
 
+def benchmark_plot(path: Path, table: dict[str, Any]) -> Path:
+    """The held-out synthetic benchmark at a glance: left, detection by measured lesion size, one
+    line per slice thickness (pooled over kinds and contrasts) with Wilson 95 % intervals and n;
+    right, lesions of the 10 mm class and larger by how far they stand out from the brain around
+    them. The dashed line is the 90 % a resolution claim needs; the title gives the specificity."""
+    from collections import defaultdict
+
+    from screener.metrics import wilson_interval
+
+    by: dict[tuple[float, float], list[int]] = defaultdict(lambda: [0, 0])
+    for c in table.get("cells", []):
+        for key in ((c["slice_thickness_mm"], c["diameter_mm"]), (-1.0, c["diameter_mm"])):
+            by[key][0] += int(c["detected"])
+            by[key][1] += int(c["n"])
+    fig, (ax, ax_sd) = _figure(2, (11, 4.2))
+    classes = sorted({d for (_, d) in by})
+    pos = {d: i for i, d in enumerate(classes)}
+    for t in sorted({k[0] for k in by}):
+        ds = sorted(d for (tt, d) in by if tt == t)
+        k_n = [by[(t, d)] for d in ds]
+        val = [k / n for k, n in k_n]
+        ci = [wilson_interval(k, n) or (v, v) for (k, n), v in zip(k_n, val)]
+        label = "all thicknesses" if t < 0 else f"{t:g} mm slices"
+        ax.errorbar([pos[d] + (0 if t < 0 else 0.04 * (t - 3)) for d in ds], val,
+                    yerr=[[v - lo for v, (lo, _) in zip(val, ci)],
+                          [hi - v for v, (_, hi) in zip(val, ci)]],
+                    marker="o", ms=4, capsize=3, lw=2.2 if t < 0 else 1,
+                    color="k" if t < 0 else None, label=label)
+    ax.axhline(0.9, ls="--", c="grey", lw=1)
+    upper = classes[1:] + [None]
+    ax.set_xticks(range(len(classes)),
+                  [(f"{d:g}-{u:g}" if u is not None else f">={d:g}") + f"\nn={by[(-1.0, d)][1]}"
+                   for d, u in zip(classes, upper)], fontsize=8)
+    ax.set(xlabel="measured lesion diameter (mm); n over all thicknesses", ylabel="lesions detected",
+           ylim=(0, 1.05), title="Detection by lesion size")
+    if by:
+        ax.legend(fontsize=8, loc="upper left")
+    sd: dict[float, list[int]] = defaultdict(lambda: [0, 0])
+    for c in table.get("by_contrast_sd", []):
+        if c["diameter_mm"] >= 10:
+            sd[c["contrast_sd_min"]][0] += int(c["detected"])
+            sd[c["contrast_sd_min"]][1] += int(c["n"])
+    bins = sorted(sd)
+    vals = [sd[b][0] / sd[b][1] if sd[b][1] else 0.0 for b in bins]
+    cis = [wilson_interval(*sd[b]) or (v, v) for b, v in zip(bins, vals)]
+    ax_sd.bar(range(len(bins)), vals, yerr=[[v - lo for v, (lo, _) in zip(vals, cis)],
+                                            [hi - v for v, (_, hi) in zip(vals, cis)]],
+              capsize=3, color="tab:blue", alpha=0.7)
+    edges = bins + [None]
+    ax_sd.set_xticks(range(len(bins)),
+                     [(f"{lo:g}-{hi:g} SD" if hi is not None else f">={lo:g} SD") + f"\n{sd[lo][0]}/{sd[lo][1]}"
+                      for lo, hi in zip(edges[:-1], edges[1:])], fontsize=8)
+    ax_sd.axhline(0.9, ls="--", c="grey", lw=1)
+    ax_sd.set(ylim=(0, 1.05), xlabel="how far the lesion stands out from the brain around it",
+              title="Lesions >= 10 mm by contrast to their surroundings")
+    spec = table.get("specificity") or {}
+    model = table.get("model") or {}
+    fig.suptitle(f"Held-out synthetic benchmark, {model.get('name', '?')} {model.get('version', '?')}, "
+                 f"seed {table.get('seed')}, {table.get('n_screened')} heads; specificity "
+                 f"{spec.get('negative', 0)}/{spec.get('n', 0)} lesion-free heads at the operating "
+                 "point", fontsize=9)
+    return _save(fig, path)
+
+
 def training_curve(log_path: Path, path: Path) -> Path:
     """Training loss and held-out validation figures against training crops seen, from a run's
     log.jsonl (records before batches carry no "samples": one crop per iteration then).
@@ -126,15 +191,20 @@ def training_curve(log_path: Path, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m screener.plots training-curve LOG.jsonl OUT.png`."""
+    """`python -m screener.plots training-curve LOG.jsonl OUT.png` or
+    `python -m screener.plots benchmark BENCHMARK.json OUT.png`."""
     import argparse
+    import json
 
-    ap = argparse.ArgumentParser(description="Draw the training curve of a run.")
-    ap.add_argument("what", choices=["training-curve"])
-    ap.add_argument("log", type=Path)
+    ap = argparse.ArgumentParser(description="Draw the training curve of a run, or a benchmark.")
+    ap.add_argument("what", choices=["training-curve", "benchmark"])
+    ap.add_argument("src", type=Path, help="a run's log.jsonl, or a benchmark.json")
     ap.add_argument("out", type=Path)
     a = ap.parse_args(argv)
-    print(training_curve(a.log, a.out))
+    if a.what == "benchmark":
+        print(benchmark_plot(a.out, json.loads(a.src.read_text(encoding="utf-8"))))
+    else:
+        print(training_curve(a.src, a.out))
     return 0
 
 

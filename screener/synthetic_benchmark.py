@@ -4,7 +4,8 @@ The model side lives in screener.model.synth_eval (held-out label maps, its own 
 the same predict/analyse path as real series). This module runs it at the operating point
 fixed by the weights' calibration.json (never fitted here), adds Wilson 95 % intervals to every
 cell and to the specificity, and writes OUTDIR/benchmark.json (schema_version "1", the table
-that ships with the weights) plus OUTDIR/synthetic_cases.csv (one row per drawn head).
+that ships with the weights) plus OUTDIR/synthetic_cases.csv (one row per drawn head) and
+OUTDIR/benchmark.png (detection by size and slice thickness, and by lesion contrast).
 Without a calibration there is no operating point: the command stops with a clear message.
 """
 
@@ -110,6 +111,9 @@ def run_synthetic(n: int, seed: int, outdir: str | Path, config: dict[str, Any],
     out = Path(outdir)
     write_json_atomic(out / "benchmark.json", table)
     write_text_atomic(out / "synthetic_cases.csv", _cases_csv(results, threshold))
+    from screener.plots import benchmark_plot
+
+    benchmark_plot(out / "benchmark.png", table)  # after the table: a figure never costs the figures
     return table
 
 

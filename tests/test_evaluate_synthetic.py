@@ -65,6 +65,8 @@ def test_table_with_intervals(tmp_path, fake_model, monkeypatch, capsys):
     assert table["specificity"]["n"] == 2 and table["specificity"]["negative"] == 1
     assert table["n_screened"] == 7
     rows = (tmp_path / "out" / "synthetic_cases.csv").read_text().splitlines()
+    png = (tmp_path / "out" / "benchmark.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert rows[0].startswith("lesion,kind,drawn_diameter_mm,measured_diameter_mm,size_class_mm,")
     assert len(rows) == 8 and rows[1].endswith("True,True,True") and ",10.0,15.8,10.0," in rows[1]
     assert ",10.0,7.1,5.0," in rows[4] and ",3.0,2.5,," in rows[5]

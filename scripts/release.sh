@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Release the weights trained so far: export the checkpoint, name the version, calibrate, run the
 # held-out synthetic benchmark and realdata-dev, and copy every figure into metadata.json.
-# About 10 minutes on 2 CPU cores (8.5 for 0.3.0; 14 for 0.4.0 on a slower day). Inference settings are chosen before this, by reading
+# About 15 minutes on 2 CPU cores on a fast day (0.7.1; the 1000-head benchmark 10 of them), 25-40 on a slow one. Inference settings are chosen before this, by reading
 #   .venv/bin/python benchmarks/inference_settings.py --n 60
 #
 #   bash scripts/release.sh 0.3.0 "what changed in this version" [CANDIDATE_DIR]
@@ -21,7 +21,7 @@ else
 fi
 $PY -m screener.model.release version "$W" "$1" "$2"
 $PY -m screener.model.synth_eval calibrate --n 160 --seed 1
-.venv/bin/screener evaluate --synthetic 200 --seed 2 -o eval/synthetic
+.venv/bin/screener evaluate --synthetic 1000 --seed 2 -o eval/synthetic
 cp eval/synthetic/benchmark.json "$W/benchmark.json"
 DEV=()
 if [ -f ../shared/realdata-dev/cases.csv ]; then

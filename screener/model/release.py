@@ -25,7 +25,7 @@ from typing import Any
 from screener.atomic import atomic_write, write_json_atomic
 
 CALIBRATE_COMMAND = "python -m screener.model.synth_eval calibrate --n 160 --seed 1"
-BENCHMARK_COMMAND = "screener evaluate --synthetic 200 --seed 2 -o eval/synthetic"
+BENCHMARK_COMMAND = "screener evaluate --synthetic 1000 --seed 2 -o eval/synthetic"
 DEV_COMMAND = "screener evaluate ../shared/realdata-dev/cases.csv -o eval/dev"
 
 

@@ -1,7 +1,7 @@
 """Evaluation figures (matplotlib, Agg): ROC, sensitivity by lesion size, reliability diagram,
 the synthetic benchmark, the training curve.
 
-Every figure draws the model beside the FLAIR-threshold baseline and states n in its title.
+The evaluation figures draw the model beside the FLAIR-threshold baseline; every figure states n.
 Figures are rendered in memory and written atomically.
 """
 

@@ -159,31 +159,65 @@ def benchmark_plot(path: Path, table: dict[str, Any]) -> Path:
     return _save(fig, path)
 
 
-def training_curve(log_path: Path, path: Path) -> Path:
-    """Training loss and held-out validation figures against training crops seen, from a run's
-    log.jsonl (records before batches carry no "samples": one crop per iteration then).
-
-    The log is appended by every (resumed) run, so a record repeated by a resume is drawn once
-    (the later one).
-    """
+def _read_log(log_path: Path, stop: int | None = None) -> dict[int, dict[str, Any]]:
+    """A run's log.jsonl by iteration (a record repeated by a resume: the later one counts),
+    up to and including iteration `stop` when given."""
     import json
 
     records: dict[int, dict[str, Any]] = {}
     for line in Path(log_path).read_text(encoding="utf-8").splitlines():
         if line.strip():
             rec = json.loads(line)
-            records[int(rec["it"])] = rec
-    its = sorted(records)
-    seen = {i: int(records[i].get("samples", i)) for i in its}
+            if stop is None or int(rec["it"]) <= stop:
+                records[int(rec["it"])] = rec
+    return records
+
+
+def parse_log_spec(spec: str) -> tuple[Path, int | None]:
+    """`LOG.jsonl` or `LOG.jsonl@ITERATION` (the run drawn up to that iteration)."""
+    path, sep, stop = spec.rpartition("@")
+    if not sep:
+        return Path(spec), None
+    return Path(path), int(stop)
+
+
+def training_curve(log_path: Path | Sequence[tuple[Path, int | None]], path: Path) -> Path:
+    """Training loss and held-out validation figures against training crops seen, from a run's
+    log.jsonl (records before batches carry no "samples": one crop per iteration then).
+
+    The log is appended by every (resumed) run, so a record repeated by a resume is drawn once
+    (the later one). Given a lineage instead, [(log, last iteration or None), ...], the runs are
+    drawn one after the other as the shipped network was trained (a fine-tune that started from
+    the first run's network at that iteration continues its curve), with a line where each begins.
+    """
+    runs = [(Path(log_path), None)] if isinstance(log_path, (str, Path)) else list(log_path)
     fig, (ax_loss, ax_val) = _figure(2, (10, 4))
-    ax_loss.plot([seen[i] for i in its], [records[i]["loss"] for i in its], lw=1)
+    offset = 0
+    for n_run, (log, stop) in enumerate(runs):
+        records = _read_log(log, stop)
+        its = sorted(records)
+        if not its:
+            continue
+        seen = {i: offset + int(records[i].get("samples", i)) for i in its}
+        name = Path(log).parent.name
+        if n_run:
+            for ax in (ax_loss, ax_val):
+                ax.axvline(offset, ls=":", c="grey", lw=1)
+            ax_loss.annotate(f"{name} from here", (offset, 1.0), xycoords=("data", "axes fraction"),
+                             fontsize=7, ha="left", va="top", rotation=90)
+        ax_loss.plot([seen[i] for i in its], [records[i]["loss"] for i in its], lw=1,
+                     c=f"C{n_run}", label=name)
+        val = [i for i in its if "brain_dice" in records[i]]
+        for m, (key, label) in enumerate((("brain_dice", "brain Dice"), ("lesion_dice", "lesion Dice"),
+                                           ("lesion_detected", "lesions touched"))):
+            ax_val.plot([seen[i] for i in val], [records[i][key] for i in val], marker="o", ms=3,
+                        c=f"C{m}", ls="-" if n_run == 0 else "--",
+                        label=label if n_run == 0 else None)
+        offset = seen[its[-1]]
     ax_loss.set(xlabel="training crops seen", ylabel="Dice + cross-entropy loss",
                 title="Training loss")
-    val = [i for i in its if "brain_dice" in records[i]]
-    for key, label in (("brain_dice", "brain Dice"), ("lesion_dice", "lesion Dice"),
-                       ("lesion_detected", "lesions touched")):
-        ax_val.plot([seen[i] for i in val], [records[i][key] for i in val], marker="o", ms=3,
-                    label=label)
+    if len(runs) > 1:
+        ax_loss.legend(fontsize=7)
     ax_val.set(xlabel="training crops seen", ylim=(0, 1),
                title="Validation (held-out synthetic heads)")
     ax_val.legend(fontsize=8)
@@ -191,20 +225,24 @@ def training_curve(log_path: Path, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m screener.plots training-curve LOG.jsonl OUT.png` or
+    """`python -m screener.plots training-curve LOG.jsonl[@ITERATION] ... OUT.png` or
     `python -m screener.plots benchmark BENCHMARK.json OUT.png`."""
     import argparse
     import json
 
-    ap = argparse.ArgumentParser(description="Draw the training curve of a run, or a benchmark.")
+    ap = argparse.ArgumentParser(description="Draw the training curve of a run (or of a lineage of "
+                                 "runs), or a benchmark.")
     ap.add_argument("what", choices=["training-curve", "benchmark"])
-    ap.add_argument("src", type=Path, help="a run's log.jsonl, or a benchmark.json")
+    ap.add_argument("src", nargs="+", help="training-curve: LOG.jsonl[@ITERATION] ..., the runs in "
+                    "the order they trained the network; benchmark: a benchmark.json")
     ap.add_argument("out", type=Path)
     a = ap.parse_args(argv)
     if a.what == "benchmark":
-        print(benchmark_plot(a.out, json.loads(a.src.read_text(encoding="utf-8"))))
+        if len(a.src) != 1:
+            ap.error("benchmark takes one benchmark.json")
+        print(benchmark_plot(a.out, json.loads(Path(a.src[0]).read_text(encoding="utf-8"))))
     else:
-        print(training_curve(a.src, a.out))
+        print(training_curve([parse_log_spec(s) for s in a.src], a.out))
     return 0
 
 

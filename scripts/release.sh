@@ -30,4 +30,6 @@ if [ -f ../shared/realdata-dev/cases.csv ]; then
   DEV=(--dev eval/dev/metrics.json)
 fi
 $PY -m screener.model.release evaluation "$W" "${DEV[@]}"
-$PY -m screener.plots training-curve checkpoints/screener-synth-v1/log.jsonl docs/training_curve.png
+# the runs behind the shipped network, in training order (configs/shipped-lineage.txt)
+mapfile -t LINEAGE < <(grep -v '^[[:space:]]*\(#\|$\)' configs/shipped-lineage.txt)
+$PY -m screener.plots training-curve "${LINEAGE[@]}" docs/training_curve.png

@@ -100,52 +100,41 @@ def benchmark_plot(path: Path, table: dict[str, Any]) -> Path:
     line per slice thickness (pooled over kinds and contrasts) with Wilson 95 % intervals and n;
     right, lesions of the 10 mm class and larger by how far they stand out from the brain around
     them. The dashed line is the 90 % a resolution claim needs; the title gives the specificity."""
-    from collections import defaultdict
+    from screener.synthetic_benchmark import pooled_by_contrast_sd, pooled_sensitivity_by_diameter
 
-    from screener.metrics import wilson_interval
+    def errors(rows: list[dict[str, Any]]) -> list[list[float]]:
+        ci = [r["ci95"] or (r["value"], r["value"]) for r in rows]
+        return [[r["value"] - lo for r, (lo, _) in zip(rows, ci)],
+                [hi - r["value"] for r, (_, hi) in zip(rows, ci)]]
 
-    by: dict[tuple[float, float], list[int]] = defaultdict(lambda: [0, 0])
-    for c in table.get("cells", []):
-        for key in ((c["slice_thickness_mm"], c["diameter_mm"]), (-1.0, c["diameter_mm"])):
-            by[key][0] += int(c["detected"])
-            by[key][1] += int(c["n"])
     fig, (ax, ax_sd) = _figure(2, (11, 4.2))
-    classes = sorted({d for (_, d) in by})
-    pos = {d: i for i, d in enumerate(classes)}
-    for t in sorted({k[0] for k in by}):
-        ds = sorted(d for (tt, d) in by if tt == t)
-        k_n = [by[(t, d)] for d in ds]
-        val = [k / n for k, n in k_n]
-        ci = [wilson_interval(k, n) or (v, v) for (k, n), v in zip(k_n, val)]
-        label = "all thicknesses" if t < 0 else f"{t:g} mm slices"
-        ax.errorbar([pos[d] + (0 if t < 0 else 0.04 * (t - 3)) for d in ds], val,
-                    yerr=[[v - lo for v, (lo, _) in zip(val, ci)],
-                          [hi - v for v, (_, hi) in zip(val, ci)]],
-                    marker="o", ms=4, capsize=3, lw=2.2 if t < 0 else 1,
-                    color="k" if t < 0 else None, label=label)
+    pooled = pooled_sensitivity_by_diameter(table)
+    classes = list(pooled)
+    for t in [None] + sorted({float(c["slice_thickness_mm"]) for c in table.get("cells", [])}):
+        rows = pooled if t is None else pooled_sensitivity_by_diameter(table, t)
+        ds = list(rows)
+        ax.errorbar([classes.index(d) + (0 if t is None else 0.04 * (t - 3)) for d in ds],
+                    [rows[d]["value"] for d in ds], yerr=errors([rows[d] for d in ds]),
+                    marker="o", ms=4, capsize=3, lw=2.2 if t is None else 1,
+                    color="k" if t is None else None,
+                    label="all thicknesses" if t is None else f"{t:g} mm slices")
     ax.axhline(0.9, ls="--", c="grey", lw=1)
     upper = classes[1:] + [None]
     ax.set_xticks(range(len(classes)),
-                  [(f"{d:g}-{u:g}" if u is not None else f">={d:g}") + f"\nn={by[(-1.0, d)][1]}"
+                  [(f"{d:g}-{u:g}" if u is not None else f">={d:g}") + f"\nn={pooled[d]['n']}"
                    for d, u in zip(classes, upper)], fontsize=8)
     ax.set(xlabel="measured lesion diameter (mm); n over all thicknesses", ylabel="lesions detected",
            ylim=(0, 1.05), title="Detection by lesion size")
-    if by:
+    if pooled:
         ax.legend(fontsize=8, loc="upper left")
-    sd: dict[float, list[int]] = defaultdict(lambda: [0, 0])
-    for c in table.get("by_contrast_sd", []):
-        if c["diameter_mm"] >= 10:
-            sd[c["contrast_sd_min"]][0] += int(c["detected"])
-            sd[c["contrast_sd_min"]][1] += int(c["n"])
-    bins = sorted(sd)
-    vals = [sd[b][0] / sd[b][1] if sd[b][1] else 0.0 for b in bins]
-    cis = [wilson_interval(*sd[b]) or (v, v) for b, v in zip(bins, vals)]
-    ax_sd.bar(range(len(bins)), vals, yerr=[[v - lo for v, (lo, _) in zip(vals, cis)],
-                                            [hi - v for v, (_, hi) in zip(vals, cis)]],
-              capsize=3, color="tab:blue", alpha=0.7)
+    by_sd = pooled_by_contrast_sd(table)
+    bins = list(by_sd)
+    ax_sd.bar(range(len(bins)), [by_sd[b]["value"] for b in bins],
+              yerr=errors([by_sd[b] for b in bins]), capsize=3, color="tab:blue", alpha=0.7)
     edges = bins + [None]
     ax_sd.set_xticks(range(len(bins)),
-                     [(f"{lo:g}-{hi:g} SD" if hi is not None else f">={lo:g} SD") + f"\n{sd[lo][0]}/{sd[lo][1]}"
+                     [(f"{lo:g}-{hi:g} SD" if hi is not None else f">={lo:g} SD")
+                      + f"\n{by_sd[lo]['k']}/{by_sd[lo]['n']}"
                       for lo, hi in zip(edges[:-1], edges[1:])], fontsize=8)
     ax_sd.axhline(0.9, ls="--", c="grey", lw=1)
     ax_sd.set(ylim=(0, 1.05), xlabel="how far the lesion stands out from the brain around it",

@@ -42,10 +42,14 @@ def with_intervals(table: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def pooled_sensitivity_by_diameter(table: dict[str, Any]) -> dict[float, dict[str, Any]]:
-    """Sensitivity per diameter pooled over thickness, kind and contrast (for the summary)."""
+def pooled_sensitivity_by_diameter(table: dict[str, Any], thickness_mm: float | None = None
+                                   ) -> dict[float, dict[str, Any]]:
+    """Sensitivity per diameter pooled over kind and contrast, and over slice thickness unless
+    one is given (for the summary and the figure)."""
     pooled: dict[float, list[int]] = {}
     for c in table["cells"]:
+        if thickness_mm is not None and float(c["slice_thickness_mm"]) != thickness_mm:
+            continue
         p = pooled.setdefault(float(c["diameter_mm"]), [0, 0])
         p[0] += int(c["detected"])
         p[1] += int(c["n"])
@@ -66,7 +70,11 @@ def pooled_by_contrast_sd(table: dict[str, Any], min_diameter_mm: float = 10.0
             p = pooled.setdefault(float(c["contrast_sd_min"]), [0, 0])
             p[0] += int(c["detected"])
             p[1] += int(c["n"])
-    return {lo: {"k": k, "n": n, "value": k / n if n else None} for lo, (k, n) in sorted(pooled.items())}
+    out = {}
+    for lo, (k, n) in sorted(pooled.items()):
+        ci = wilson_interval(k, n)
+        out[lo] = {"k": k, "n": n, "value": k / n if n else None, "ci95": list(ci) if ci else None}
+    return out
 
 
 def _cases_csv(results: list[Any], threshold: float) -> str:

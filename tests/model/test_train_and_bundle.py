@@ -271,11 +271,13 @@ def test_every_training_config_loads_and_its_start_is_committed(path):
 
     cfg = load_train_config(path)
     assert cfg.iterations > 0 and cfg.run_dir
-    if cfg.init_from and repo_path(cfg.init_from).is_file():
-        pass  # the run it starts from must be in the repository, not on one machine
-    elif cfg.init_from:  # else committed, named COMMIT:PATH (the file has moved on since)
+    # The run it starts from must be in the repository, not on one machine: a file, or a committed
+    # one named COMMIT:PATH (the file has moved on since).
+    committed = list(cfg.init_average)
+    if cfg.init_from and not repo_path(cfg.init_from).is_file():
         assert ":" in cfg.init_from, cfg.init_from
-    for spec in [s for s in [cfg.init_from] if s and ":" in s] + list(cfg.init_average):
+        committed.append(cfg.init_from)
+    for spec in committed:
         listed = subprocess.run(["git", "-C", str(REPO_ROOT), "cat-file", "-e", spec],
                                 capture_output=True)
         if listed.returncode != 0 and not (REPO_ROOT / ".git").exists():

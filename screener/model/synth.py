@@ -83,12 +83,20 @@ class SynthConfig:
     # and both are read as a hyperintense finding by 0.6.1. Training only: held_out_config
     # resets it, so benchmark and calibration heads stay those every version was measured on.
     brainstem_fraction: tuple[float, ...] = ()
+    # Share of heads whose anatomy is the label map's mirror image (left and right swapped by
+    # sampling the map at points reflected through the head's centre along R), so that 17 training
+    # label maps give 34 anatomies. 0 = off, with the same draws as before the option existed.
+    # Training only: held_out_config resets it.
+    p_mirror: float = 0.0
     p_random_contrast: float = 0.4
     p_skull_stripped: float = 0.2
     p_thick_slices: float = 0.6
     max_rotation_deg: float = 15.0
     max_shift_mm: float = 12.0
     scale_range: tuple[float, float] = (0.88, 1.12)
+    # Scale of the smooth elastic displacement (mm per unit of the random field, whose SD is about
+    # 0.56; times U(0.3, 1)). Held-out heads always draw with ELASTIC_MM_HELD_OUT (held_out_config),
+    # so a training run may deform its anatomy more without changing benchmark or calibration heads.
     elastic_mm: float = 3.0
     max_bias: float = 0.5
     noise_range: tuple[float, float] = (0.005, 0.04)
@@ -96,18 +104,19 @@ class SynthConfig:
 
 
 BRAINSTEM_LABEL = 16  # FreeSurfer "Brain-Stem"
-DEEP_GREY_MAX = 0.6  # deep grey structures draw their signal 0 to this far from grey to white matter
+DEEP_GREY_MAX = 0.6
+ELASTIC_MM_HELD_OUT = 3.0  # every version's validation, calibration and benchmark heads  # deep grey structures draw their signal 0 to this far from grey to white matter
 
 
 def held_out_config(cfg: SynthConfig) -> SynthConfig:
     """The training generator's config without its training-only emphasis (tissue mimicry,
     contrast weights, large lesions, FLAIR grey/white ratio, extra lesions, amplitude floor,
-    brain stem signal):
+    brain stem signal, mirrored anatomy, stronger elastic deformation):
     what validation, calibration and the benchmark draw with, so their heads stay the same across
     versions."""
     return replace(cfg, p_tissue_mimic=0.0, contrast_weights=(), p_large_lesion=0.0,
                    flair_gm_ratio=(), extra_lesions=(0, 0), lesion_amplitude_min=0.07,
-                   brainstem_fraction=())
+                   brainstem_fraction=(), p_mirror=0.0, elastic_mm=ELASTIC_MM_HELD_OUT)
 
 
 @dataclass(frozen=True)
@@ -173,6 +182,10 @@ class SynthGenerator:
                 raise ValueError(f"contrast_weights needs {len(CONTRASTS)} non-negative weights "
                                  f"({', '.join(CONTRASTS)}), got {config.contrast_weights}")
             self._contrast_p = p / p.sum()
+        if not 0.0 <= config.p_mirror <= 1.0:
+            raise ValueError(f"synth.p_mirror must be in [0, 1], got {config.p_mirror}")
+        if config.elastic_mm < 0:
+            raise ValueError(f"synth.elastic_mm must be >= 0, got {config.elastic_mm}")
         if config.brainstem_fraction and (len(config.brainstem_fraction) != 2 or not
                                           0.0 <= config.brainstem_fraction[0]
                                           <= config.brainstem_fraction[1] <= 1.5):
@@ -204,6 +217,8 @@ class SynthGenerator:
                @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]]))
         lin = rot @ np.diag(rng.uniform(*c.scale_range, 3))
         shift = rng.uniform(-c.max_shift_mm, c.max_shift_mm, 3)
+        if c.p_mirror > 0 and rng.random() < c.p_mirror:  # no draw when off: old streams kept
+            lin = np.diag([-1.0, 1.0, 1.0]) @ lin  # R coordinate reflected through the centre
         pts = self._grid_offsets @ lin.T + centre + shift
         if c.elastic_mm > 0:
             disp = torch.stack([_smooth_field(self.cfg.grid_shape, 5, gen) for _ in range(3)], -1)

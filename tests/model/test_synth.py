@@ -337,3 +337,36 @@ def test_brainstem_fraction_is_training_only_and_default_reproduces(gen):
     assert held_out_config(bright.cfg).brainstem_fraction == ()
     with pytest.raises(ValueError, match="brainstem_fraction"):
         SynthGenerator(dataclasses.replace(gen.cfg, brainstem_fraction=(0.9, 0.2)), gen.maps)
+
+
+def test_mirrored_anatomy_and_elastic_scale_are_training_only(gen):
+    """synth.p_mirror: a head's anatomy is the label map's mirror image (left and right swapped);
+    0 keeps the old draws. synth.elastic_mm may be raised for training; held-out heads keep 3 mm."""
+    import dataclasses
+
+    from screener.model.synth import ELASTIC_MM_HELD_OUT, held_out_config
+
+    still = dataclasses.replace(gen.cfg, max_rotation_deg=0.0, scale_range=(1.0, 1.0),
+                                max_shift_mm=0.0, elastic_mm=0.0)
+    plain = SynthGenerator(still, gen.maps)
+    mirrored = SynthGenerator(dataclasses.replace(still, p_mirror=1.0), gen.maps)
+    centre = plain._centres[0]
+    pts, aff = plain._sampling_points(np.random.default_rng(0), torch.Generator().manual_seed(0),
+                                      centre)
+    pts_m, aff_m = mirrored._sampling_points(np.random.default_rng(0),
+                                             torch.Generator().manual_seed(0), centre)
+    assert np.array_equal(aff, aff_m)
+    # the mirror's points are the plain points reflected through the centre along R
+    assert np.allclose(pts_m[..., 0], 2 * centre[0] - pts[..., 0])
+    assert np.allclose(pts_m[..., 1:], pts[..., 1:])
+    lab, lab_m = plain._sample_labels(0, pts), mirrored._sample_labels(0, pts_m)
+    assert torch.equal(lab_m, lab.flip(0)) and not torch.equal(lab_m, lab)
+    # off: same draws as before the option existed
+    assert torch.equal(gen.sample(5).image,
+                       SynthGenerator(dataclasses.replace(gen.cfg, p_mirror=0.0),
+                                      gen.maps).sample(5).image)
+    strong = dataclasses.replace(gen.cfg, p_mirror=0.5, elastic_mm=8.0)
+    held = held_out_config(strong)
+    assert held.p_mirror == 0.0 and held.elastic_mm == ELASTIC_MM_HELD_OUT == gen.cfg.elastic_mm
+    with pytest.raises(ValueError, match="p_mirror"):
+        SynthGenerator(dataclasses.replace(gen.cfg, p_mirror=1.5), gen.maps)

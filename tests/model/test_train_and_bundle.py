@@ -452,15 +452,16 @@ def test_configs_starting_from_a_released_network_name_its_committed_file():
     import hashlib
     import json
 
+    started_from = {"train-anatomy.yaml": "0.7.0"}  # the others started from 0.6.1's network
     pinned = []
     for path in sorted((REPO_ROOT / "configs").glob("train*.yaml")):
         spec = load_train_config(path).init_from or ""
         if spec.endswith("models/model.pt") and ":" in spec:
-            pinned.append(spec)
-    assert pinned, "train-brainstem.yaml starts from 0.6.1's network"
+            pinned.append((spec, started_from.get(path.name, "0.6.1")))
+    assert len(pinned) >= 2, "train-brainstem.yaml and train-anatomy.yaml start from releases"
     if not (REPO_ROOT / ".git").exists():
         pytest.skip("no git history here")
-    for spec in pinned:
+    for spec, version in pinned:
         commit, path = spec.split(":", 1)
         blob = subprocess.run(["git", "-C", str(REPO_ROOT), "show", spec], capture_output=True,
                               check=True).stdout
@@ -468,4 +469,4 @@ def test_configs_starting_from_a_released_network_name_its_committed_file():
         meta = json.loads(subprocess.run(["git", "-C", str(REPO_ROOT), "show", f"{commit}:{meta_path}"],
                                          capture_output=True, check=True).stdout)
         assert hashlib.sha256(blob).hexdigest() == meta["sha256"]["models/model.pt"], spec
-        assert meta["version"] == "0.6.1", spec
+        assert meta["version"] == version, spec

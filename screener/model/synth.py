@@ -104,8 +104,8 @@ class SynthConfig:
 
 
 BRAINSTEM_LABEL = 16  # FreeSurfer "Brain-Stem"
-DEEP_GREY_MAX = 0.6
-ELASTIC_MM_HELD_OUT = 3.0  # every version's validation, calibration and benchmark heads  # deep grey structures draw their signal 0 to this far from grey to white matter
+DEEP_GREY_MAX = 0.6  # deep grey structures draw their signal 0 to this far from grey to white matter
+ELASTIC_MM_HELD_OUT = 3.0  # every version's validation, calibration and benchmark heads
 
 
 def held_out_config(cfg: SynthConfig) -> SynthConfig:

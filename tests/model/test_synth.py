@@ -370,3 +370,5 @@ def test_mirrored_anatomy_and_elastic_scale_are_training_only(gen):
                        SynthGenerator(held_out_config(gen.cfg), gen.maps).sample(5).image)
     with pytest.raises(ValueError, match="p_mirror"):
         SynthGenerator(dataclasses.replace(gen.cfg, p_mirror=1.5), gen.maps)
+    with pytest.raises(ValueError, match="elastic_mm"):
+        SynthGenerator(dataclasses.replace(gen.cfg, elastic_mm=-1.0), gen.maps)

@@ -36,6 +36,9 @@ TEMPLATES = {
 }
 
 
+ELASTIC_MM_HELD_OUT = 3.0  # the default; every version's validation, calibration and benchmark heads
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     label_maps_dir: str = "../shared/synth-label-maps"
@@ -97,7 +100,7 @@ class SynthConfig:
     # Scale of the smooth elastic displacement (mm per unit of the random field, whose SD is about
     # 0.56; times U(0.3, 1)). Held-out heads always draw with ELASTIC_MM_HELD_OUT (held_out_config),
     # so a training run may deform its anatomy more without changing benchmark or calibration heads.
-    elastic_mm: float = 3.0
+    elastic_mm: float = ELASTIC_MM_HELD_OUT
     max_bias: float = 0.5
     noise_range: tuple[float, float] = (0.005, 0.04)
     thickness_range: tuple[float, float] = (1.0, 7.0)
@@ -105,7 +108,6 @@ class SynthConfig:
 
 BRAINSTEM_LABEL = 16  # FreeSurfer "Brain-Stem"
 DEEP_GREY_MAX = 0.6  # deep grey structures draw their signal 0 to this far from grey to white matter
-ELASTIC_MM_HELD_OUT = 3.0  # every version's validation, calibration and benchmark heads
 
 
 def held_out_config(cfg: SynthConfig) -> SynthConfig:

@@ -99,3 +99,15 @@ def test_adopt_refuses_a_candidate_whose_model_fails_its_checksum(bundle, tmp_pa
     with pytest.raises(WeightsError):
         main(["adopt", str(cand), str(bundle)])
     assert not (bundle / "models").exists()
+
+
+def test_release_script_runs_the_commands_metadata_names():
+    """metadata.json states how calibration, benchmark and dev figures were made; scripts/release.sh
+    must run exactly those commands, or the bundle would describe a command that did not run."""
+    from screener.model.release import BENCHMARK_COMMAND, CALIBRATE_COMMAND, DEV_COMMAND
+
+    script = (REPO_ROOT / "scripts" / "release.sh").read_text()
+    run = [line.strip().replace("$PY ", "python ").replace(".venv/bin/screener ", "screener ")
+           for line in script.splitlines()]
+    for command in (CALIBRATE_COMMAND, BENCHMARK_COMMAND, DEV_COMMAND):
+        assert command in run, f"scripts/release.sh does not run {command!r}"

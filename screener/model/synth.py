@@ -16,7 +16,7 @@ Public API (used by training and by `screener evaluate --synthetic`):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -110,15 +110,24 @@ BRAINSTEM_LABEL = 16  # FreeSurfer "Brain-Stem"
 DEEP_GREY_MAX = 0.6  # deep grey structures draw their signal 0 to this far from grey to white matter
 
 
+# Options that shape only the training stream. Held-out heads (validation, calibration, the
+# benchmark) draw with each of them at its default, so those heads stay the same across versions
+# whatever a training config sets; a new training-only option is added here and nowhere else.
+TRAINING_ONLY_FIELDS = ("p_tissue_mimic", "contrast_weights", "p_large_lesion", "flair_gm_ratio",
+                        "extra_lesions", "lesion_amplitude_min", "brainstem_fraction", "p_mirror",
+                        "elastic_mm")
+
+
 def held_out_config(cfg: SynthConfig) -> SynthConfig:
     """The training generator's config without its training-only emphasis (tissue mimicry,
     contrast weights, large lesions, FLAIR grey/white ratio, extra lesions, amplitude floor,
-    brain stem signal, mirrored anatomy, stronger elastic deformation):
-    what validation, calibration and the benchmark draw with, so their heads stay the same across
-    versions."""
-    return replace(cfg, p_tissue_mimic=0.0, contrast_weights=(), p_large_lesion=0.0,
-                   flair_gm_ratio=(), extra_lesions=(0, 0), lesion_amplitude_min=0.07,
-                   brainstem_fraction=(), p_mirror=0.0, elastic_mm=ELASTIC_MM_HELD_OUT)
+    brain stem signal, mirrored anatomy, stronger elastic deformation): every field named in
+    TRAINING_ONLY_FIELDS back at its default. What validation, calibration and the benchmark draw
+    with, so their heads stay the same across versions."""
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory()
+                for f in fields(SynthConfig)
+                if f.default is not MISSING or f.default_factory is not MISSING}
+    return replace(cfg, **{name: defaults[name] for name in TRAINING_ONLY_FIELDS})
 
 
 @dataclass(frozen=True)

@@ -372,3 +372,23 @@ def test_mirrored_anatomy_and_elastic_scale_are_training_only(gen):
         SynthGenerator(dataclasses.replace(gen.cfg, p_mirror=1.5), gen.maps)
     with pytest.raises(ValueError, match="elastic_mm"):
         SynthGenerator(dataclasses.replace(gen.cfg, elastic_mm=-1.0), gen.maps)
+
+
+def test_held_out_config_resets_every_training_only_option_and_nothing_else(gen):
+    """A training config that sets every training-only option still gives held-out heads the
+    config they had before any of those options existed; the options shared with training
+    (label maps, grid, lesion probability, ...) pass through unchanged."""
+    import dataclasses
+
+    from screener.model.synth import TRAINING_ONLY_FIELDS, SynthConfig, held_out_config
+
+    names = {f.name for f in dataclasses.fields(SynthConfig)}
+    assert set(TRAINING_ONLY_FIELDS) <= names
+    trained = dataclasses.replace(
+        gen.cfg, p_tissue_mimic=0.25, contrast_weights=(3, 1, 1, 1, 1), p_large_lesion=0.3,
+        flair_gm_ratio=(1.1, 1.3), extra_lesions=(1, 3), lesion_amplitude_min=0.12,
+        brainstem_fraction=(0.4, 1.0), p_mirror=0.5, elastic_mm=8.0, p_lesion=0.42)
+    assert all(getattr(trained, n) != getattr(gen.cfg, n) for n in TRAINING_ONLY_FIELDS)
+    held = held_out_config(trained)
+    assert held == dataclasses.replace(held_out_config(gen.cfg), p_lesion=0.42)
+    assert held.p_lesion == 0.42 and held.label_maps_dir == gen.cfg.label_maps_dir

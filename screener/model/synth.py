@@ -16,7 +16,7 @@ Public API (used by training and by `screener evaluate --synthetic`):
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -34,9 +34,6 @@ TEMPLATES = {
     "PD": (0.62, 0.76, 0.88),
     "SWI": (0.55, 0.45, 0.75),
 }
-
-
-ELASTIC_MM_HELD_OUT = 3.0  # the default; every version's validation, calibration and benchmark heads
 
 
 @dataclass(frozen=True)
@@ -98,9 +95,9 @@ class SynthConfig:
     max_shift_mm: float = 12.0
     scale_range: tuple[float, float] = (0.88, 1.12)
     # Scale of the smooth elastic displacement (mm per unit of the random field, whose SD is about
-    # 0.56; times U(0.3, 1)). Held-out heads always draw with ELASTIC_MM_HELD_OUT (held_out_config),
+    # 0.56; times U(0.3, 1)). Held-out heads always draw with this default (held_out_config),
     # so a training run may deform its anatomy more without changing benchmark or calibration heads.
-    elastic_mm: float = ELASTIC_MM_HELD_OUT
+    elastic_mm: float = 3.0
     max_bias: float = 0.5
     noise_range: tuple[float, float] = (0.005, 0.04)
     thickness_range: tuple[float, float] = (1.0, 7.0)
@@ -124,10 +121,8 @@ def held_out_config(cfg: SynthConfig) -> SynthConfig:
     brain stem signal, mirrored anatomy, stronger elastic deformation): every field named in
     TRAINING_ONLY_FIELDS back at its default. What validation, calibration and the benchmark draw
     with, so their heads stay the same across versions."""
-    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory()
-                for f in fields(SynthConfig)
-                if f.default is not MISSING or f.default_factory is not MISSING}
-    return replace(cfg, **{name: defaults[name] for name in TRAINING_ONLY_FIELDS})
+    default = SynthConfig()
+    return replace(cfg, **{name: getattr(default, name) for name in TRAINING_ONLY_FIELDS})
 
 
 @dataclass(frozen=True)

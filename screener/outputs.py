@@ -29,17 +29,44 @@ def _model_block(model: Any) -> dict[str, Any]:
             "precision": network_precision(model)}
 
 
-def _calibration_and_benchmark(model: Any, config: dict[str, Any]) -> tuple[Any, Any]:
+def _calibration_and_benchmark(model: Any, config: dict[str, Any]
+                               ) -> tuple[Any, Any, list[str], str | None]:
+    """The weights' calibration and benchmark table, each only if it was measured on exactly
+    these weights (the sha256 of models/model.pt it records; see `bound_to_weights`).
+
+    Returns (calibration or None, benchmark or None, study reasons, why the benchmark is not
+    used or None). A file fitted on other weights, or naming none, is not used: the study gets
+    no operating point (so it cannot be `negative`) and no resolution claim."""
     from screener.calibrate import Calibration
     from screener.resolution import load_benchmark
 
     if model is None:
-        return None, None
+        return None, None, [], None
     cal_path = model.weights_dir / "calibration.json"
     bench_path = model.weights_dir / "benchmark.json"
     cal = Calibration.load(cal_path) if cal_path.exists() else None
     bench = load_benchmark(bench_path) if bench_path.exists() else None
-    return cal, bench
+    reasons: list[str] = []
+    bench_reason = None
+    if cal is not None and not bound_to_weights(cal.weights_sha256, model.weights_sha256):
+        log.error("calibration.json was not fitted on these weights; no operating point")
+        reasons.append("calibration_mismatch: calibration.json was not fitted on the loaded "
+                       "weights (it names " + (f"sha256 {cal.weights_sha256[:12]}..."
+                                               if cal.weights_sha256 else "no weights")
+                       + "); re-run the calibration for them")
+        cal = None
+    if bench is not None and not bound_to_weights(bench.model.get("weights_sha256"),
+                                                  model.weights_sha256):
+        log.error("benchmark.json was not measured on these weights; no resolution claim")
+        bench_reason = "the benchmark table shipped was measured on other weights"
+        bench = None
+    return cal, bench, reasons, bench_reason
+
+
+def bound_to_weights(recorded_sha256: str | None, weights_sha256: str | None) -> bool:
+    """Whether a file measured on the weights with `recorded_sha256` belongs to the loaded
+    weights. A file that records none is not taken on trust."""
+    return bool(recorded_sha256) and recorded_sha256 == weights_sha256
 
 
 def _source_datasets(info: Any, n_slices: int
@@ -106,17 +133,19 @@ def write_study_outputs(study: Study, results: list[Any], study_reasons: list[st
     dc = decide_config(config)
     used = [r for r in results if r.used and r.analysis is not None]
     try:
-        cal, bench = _calibration_and_benchmark(model, config)
+        cal, bench, unbound, bench_reason = _calibration_and_benchmark(model, config)
+        study_reasons = list(study_reasons) + unbound
     except Exception as exc:  # a broken calibration/benchmark file: no operating point, fail closed
         log.error("calibration or benchmark unreadable: %s", type(exc).__name__)
-        cal, bench = None, None
+        cal, bench, bench_reason = None, None, None
         study_reasons = list(study_reasons) + [
             f"model_files_unreadable: calibration/benchmark could not be read ({type(exc).__name__})"]
     limits = [resolution_limits(r.info.voxel_mm, r.info.slice_thickness_mm, r.info.slice_gap_mm,
                                 bench, dc.min_size_sensitivity, dc.resolution_aggregate,
                                 dc.slice_tolerance_mm, dc.min_size_n,
                                 contrast=benchmark_contrast(r.info.sequence),
-                                match_contrast=dc.resolution_contrast == "matched")
+                                match_contrast=dc.resolution_contrast == "matched",
+                                missing_reason=bench_reason)
               for r in used]
     decision = decide_study([r.analysis for r in used], study_reasons, cal, best_limits(limits))
     primary = used[0] if used else None  # results were analysed in primary order

@@ -139,6 +139,7 @@ def resolution_limits(
     min_n: int = 10,
     contrast: str | None = None,
     match_contrast: bool = False,
+    missing_reason: str | None = None,
 ) -> dict[str, Any]:
     """The ``resolution_limits`` block of report.json for one series geometry.
 
@@ -155,6 +156,7 @@ def resolution_limits(
         contrast: the benchmark contrast of the series (``benchmark_contrast``).
         match_contrast: count only that contrast's cells (``decide.resolution_contrast:
             matched``); no claim when ``contrast`` is None or the table holds none of it.
+        missing_reason: why ``bench`` is None, when not because the weights ship none.
 
     Returns:
         voxel_mm, slice_thickness_mm, slice_gap_mm, min_detectable_diameter_mm (None = no
@@ -173,7 +175,7 @@ def resolution_limits(
     }
     reason = None
     if bench is None:
-        reason = "no benchmark table shipped with the model"
+        reason = missing_reason or "no benchmark table shipped with the model"
     elif match_contrast and contrast is None:
         reason = "the series' contrast has no benchmark counterpart"
     elif match_contrast and contrast not in bench.contrasts:

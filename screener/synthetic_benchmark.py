@@ -110,7 +110,14 @@ def run_synthetic(n: int, seed: int, outdir: str | Path, config: dict[str, Any],
         raise CalibrationMissingError(
             f"{cal_path} not found: the model has no calibrated operating point; run the "
             "calibration (screener.model.synth_eval.calibrate) before the benchmark")
-    threshold = float(Calibration.load(cal_path).threshold)
+    from screener.outputs import bound_to_weights
+
+    cal = Calibration.load(cal_path)
+    if not bound_to_weights(cal.weights_sha256, model.weights_sha256):
+        raise CalibrationMissingError(
+            f"{cal_path} was not fitted on the loaded weights (models/model.pt): re-run the "
+            "calibration (screener.model.synth_eval.calibrate) before the benchmark")
+    threshold = float(cal.threshold)
     results = run_cases(n, seed, "bench", model, config)
     info = {"name": model.name, "version": model.version, "weights_sha256": model.weights_sha256}
     table = with_intervals(benchmark_table(results, threshold, info, seed))

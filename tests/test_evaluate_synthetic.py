@@ -35,13 +35,26 @@ def test_without_calibration_fails_clearly(tmp_path, fake_model, capsys):
     assert not (tmp_path / "out" / "benchmark.json").exists()
 
 
+@pytest.mark.parametrize("sha", ["other", None])
+def test_calibration_of_other_weights_fails_clearly(tmp_path, fake_model, capsys, sha):
+    from screener.calibrate import Calibration
+
+    Calibration(threshold=0.5, target_sensitivity=0.98, delta=0.05, method="empirical",
+                n_abnormal=1, n_normal=1, misses=0, sensitivity=1.0, specificity=0.0,
+                fnr_upper_bound=1.0, feasible=False, iso_x=[0.0, 1.0], iso_y=[0.1, 0.9],
+                weights_sha256=sha).save(fake_model.weights_dir / "calibration.json")
+    assert run_synthetic_cli(_args(tmp_path), {}) == 2
+    assert "not fitted on the loaded weights" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "benchmark.json").exists()
+
+
 def test_table_with_intervals(tmp_path, fake_model, monkeypatch, capsys):
     from screener.calibrate import Calibration
 
     Calibration(threshold=0.5, target_sensitivity=0.98, delta=0.05, method="empirical",
                 n_abnormal=1, n_normal=1, misses=0, sensitivity=1.0, specificity=0.0,
-                fnr_upper_bound=1.0, feasible=False, iso_x=[0.0, 1.0], iso_y=[0.1, 0.9]
-                ).save(fake_model.weights_dir / "calibration.json")
+                fnr_upper_bound=1.0, feasible=False, iso_x=[0.0, 1.0], iso_y=[0.1, 0.9],
+                weights_sha256="abc").save(fake_model.weights_dir / "calibration.json")
     CR = synth_eval.CaseResult
     # drawn at 10 mm (diameter_mm); binned by what they measure (last field)
     results = [CR(True, "mass", 10.0, 3.0, "FLAIR", 0.9, True, 5.0, 15.8),    # detected
@@ -161,3 +174,17 @@ def test_calibration_heads_drop_empty_and_too_small_lesions_and_keep_lesion_free
     # 8 cases: 6 lesion heads (edges 0, 3, 8, 0, 3, 8) and 2 lesion-free (cases 3 and 7)
     assert sorted(kept(None)) == [(False, 0)] * 2 + [(True, 27)] * 2 + [(True, 512)] * 2
     assert sorted(kept(10.0)) == [(False, 0)] * 2 + [(True, 512)] * 2
+
+
+def test_calibration_names_the_weights_it_was_fitted_on(tmp_path, fake_model, monkeypatch):
+    from screener.calibrate import Calibration
+    from screener.config import load_config
+
+    CR = synth_eval.CaseResult
+    results = [CR(True, "mass", 20.0, 3.0, "FLAIR", s, True, 5.0, 25.0) for s in (0.6, 0.8, 0.9)]
+    results += [CR(False, None, None, 3.0, "T1", s, False) for s in (0.1, 0.2, 0.7)]
+    monkeypatch.setattr(synth_eval, "run_cases", lambda *a, **k: results)
+    cal = synth_eval.calibrate(fake_model, 6, 1, load_config())
+    saved = Calibration.load(fake_model.weights_dir / "calibration.json")
+    assert saved == cal and saved.weights_sha256 == "abc" == fake_model.weights_sha256
+    assert (saved.n_abnormal, saved.n_normal) == (3, 3)

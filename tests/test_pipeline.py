@@ -129,6 +129,50 @@ def test_report_contract_and_outputs(tmp_path, config, model):
     assert 600.0 < bmask.get_fdata().sum() * voxel_ml < 2200.0  # what QC accepted as brain
 
 
+def test_calibration_or_benchmark_of_other_weights_is_not_used(tmp_path, config, model):
+    """An operating point fitted on other weights (or naming none) gives no decision, and a
+    benchmark table measured on other weights gives no resolution claim: the study cannot be
+    `negative`. The shipped files, bound to the shipped weights, are used (the control)."""
+    import dataclasses
+    import shutil
+
+    write_example_study(tmp_path / "s", lesion=False, inplane_mm=2.0, slice_thickness_mm=4.0)
+    shipped = Path(model.weights_dir)
+    cal = json.loads((shipped / "calibration.json").read_text())
+    bench = json.loads((shipped / "benchmark.json").read_text())
+    assert cal["weights_sha256"] == model.weights_sha256  # the shipped pair is bound
+    assert bench["model"]["weights_sha256"] == model.weights_sha256
+
+    def screen_with(name, cal_sha, bench_sha, threshold=None):
+        wdir = tmp_path / name
+        wdir.mkdir()
+        c = dict(cal, weights_sha256=cal_sha)
+        if cal_sha is None:
+            del c["weights_sha256"]  # a file written before calibrations named their weights
+        if threshold is not None:
+            c["threshold"] = threshold
+        (wdir / "calibration.json").write_text(json.dumps(c))
+        (wdir / "benchmark.json").write_text(json.dumps(
+            dict(bench, model=dict(bench["model"], weights_sha256=bench_sha))))
+        shutil.copytree(shipped / "configs", wdir / "configs")
+        return _screen(tmp_path / "s", tmp_path / f"out-{name}", config,
+                       dataclasses.replace(model, weights_dir=wdir))
+
+    ok = screen_with("bound", model.weights_sha256, model.weights_sha256)
+    assert "calibration_mismatch" not in _codes(ok) and ok["confidence"] is not None
+    for name, sha in (("other", "0" * 64), ("unnamed", None)):
+        rep = screen_with(name, sha, model.weights_sha256)
+        assert rep["decision"] == "indeterminate" and rep["confidence"] is None
+        assert "calibration_mismatch" in _codes(rep), rep["reasons"]
+    # Threshold 1: nothing is flagged, so only the resolution claim stands between the study
+    # and `negative`; a benchmark of other weights gives none.
+    rep = screen_with("bench", model.weights_sha256, "0" * 64, threshold=1.0)
+    assert rep["decision"] == "indeterminate", rep["reasons"]
+    assert "no_resolution_claim" in _codes(rep)
+    assert rep["resolution_limits"]["min_detectable_diameter_mm"] is None
+    assert "other weights" in rep["resolution_limits"]["no_claim_reason"]
+
+
 KNOWN_GAP = ("model screener-synth-v1 0.7.1 (issue 3): ")
 
 

@@ -80,6 +80,9 @@ def average_checkpoints(specs: list[str]) -> dict[str, Any]:
             "averaged_from": [str(s) for s in specs], "config": states[-1].get("config")}
 
 
+UNRELEASED = "unreleased"
+
+
 def export_bundle(checkpoint: Path, out_dir: Path, cfg: Any,
                   average_of: list[str] | None = None,
                   config_path: str = "configs/train.yaml") -> Path:
@@ -105,8 +108,10 @@ def export_bundle(checkpoint: Path, out_dir: Path, cfg: Any,
         train_cfg["synth"]["label_maps_dir"] = os.path.relpath(maps_dir, REPO_ROOT)
     meta = {
         "name": cfg.name,
-        "version": old.get("version", "0.1.0"),
-        "changelog": old.get("changelog", {"0.1.0": "first model trained on synthetic heads"}),
+        # A fresh export is a candidate, not a release: it has no version until
+        # `python -m screener.model.release version` (scripts/release.sh) names one.
+        "version": old.get("version", UNRELEASED),
+        "changelog": old.get("changelog", {}),
         "screener_version": __version__,
         "intended_use": INTENDED_USE,
         "task": "brain mask, tissue classes and abnormal-signal probability in brain MR of any contrast",

@@ -57,6 +57,7 @@ def test_smoke_train_resume_export_and_tamper(tmp_path, shared):
     assert load_bundle(named)[0]["training"]["command"].endswith("--config configs/train-large.yaml")
     assert meta["intended_use"].startswith("research and worklist triage")
     assert meta["training"]["iterations"] == 6 and state
+    assert meta["version"] == "unreleased" and meta["changelog"] == {}  # a candidate, not a release
     # The label maps are named as the repository sees them, so the bundle works on any machine.
     maps_dir = meta["training"]["config"]["synth"]["label_maps_dir"]
     assert not Path(maps_dir).is_absolute()

@@ -401,7 +401,8 @@ def _train(cfg: TrainConfig, max_minutes: float | None, run_dir: Path | None) ->
     loss_fn = make_loss(cfg, weights)
     stream = _Stream(cfg, samples)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.loader_workers,
-                                         prefetch_factor=4 if cfg.loader_workers else None)
+                                         prefetch_factor=4 if cfg.loader_workers else None,
+                                         worker_init_fn=_worker_ignores_sigterm)
     val = _validation_set(cfg)
     stop = {"flag": False}
     old = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
@@ -427,7 +428,7 @@ def _train(cfg: TrainConfig, max_minutes: float | None, run_dir: Path | None) ->
                 continue
             image = torch.stack([b[0] for b in batch])
             target = torch.stack([b[1] for b in batch])[:, None]
-            samples += len(batch)
+            drawn = len(batch)
             batch = []
             if cfg.lr_final is not None:
                 for group in opt.param_groups:
@@ -439,6 +440,7 @@ def _train(cfg: TrainConfig, max_minutes: float | None, run_dir: Path | None) ->
             loss.backward()
             opt.step()
             it += 1
+            samples += drawn  # counted once the step is done: an interrupted step redraws them
             running.append(float(loss.detach()))
             bar.update(1)
             if it % cfg.log_every == 0:
@@ -461,6 +463,14 @@ def _train(cfg: TrainConfig, max_minutes: float | None, run_dir: Path | None) ->
         logf.close()
         signal.signal(signal.SIGTERM, old)
     return ckpt_path
+
+
+def _worker_ignores_sigterm(_worker_id: int) -> None:
+    """A DataLoader worker leaves SIGTERM to the main process, which then stops after its step,
+    saves and shuts the workers down. `pkill -f "screener train"` matches the workers too (same
+    command line); a worker killed by it made the main process raise in the middle of a step
+    (2026-12-07), saving a checkpoint whose sample count included the unfinished step."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _plain(cfg: TrainConfig) -> dict[str, Any]:

@@ -68,6 +68,49 @@ def test_smoke_train_resume_export_and_tamper(tmp_path, shared):
         load_bundle(out)
 
 
+def test_sigterm_to_the_whole_process_group_stops_training_cleanly(tmp_path, shared):
+    """`pkill -f "screener train"` signals the DataLoader worker too (same command line). The run
+    must still stop after a whole step, exit 0 and save a checkpoint whose sample count is that of
+    the steps done (a killed worker once made it raise mid-step and count the unfinished batch)."""
+    import os
+    import signal
+    import time
+
+    import torch
+    import yaml
+
+    maps = shared("synth-label-maps")
+    data = yaml.safe_load((REPO_ROOT / "configs/train.yaml").read_text())
+    data.update(iterations=100000, log_every=1, val_every=10**6, checkpoint_every=10**6,
+                val_samples=1, loader_workers=1, train_maps=1)
+    data["synth"].update(label_maps_dir=str(maps), max_label_maps=2, grid_shape=[48, 48, 48],
+                         voxel_mm=4.0)
+    data["network"]["channels"] = [4, 8, 16, 32, 64]
+    cfg_path = tmp_path / "train.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "screener", "train", "--config", str(cfg_path),
+                             "--run-dir", str(run)], cwd=REPO_ROOT, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:
+            log = run / "log.jsonl"
+            if log.exists() and len(log.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        os.killpg(proc.pid, signal.SIGTERM)  # main process and worker alike, as pkill -f does
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-2000:]
+    saved = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert saved["iteration"] >= 3
+    assert saved["samples"] == saved["iteration"] * data["batch_size"]
+
+
 def test_shipped_weights_are_verified_and_small():
     wdir = REPO_ROOT / "weights" / "screener-synth-v1"
     meta, state = load_bundle(wdir)

@@ -36,6 +36,15 @@ import numpy as np
 import yaml
 
 
+def grid_offsets(phases: int, voxel_mm: float, default: tuple[tuple[float, ...], ...]
+                 ) -> tuple[tuple[float, ...], ...]:
+    """'+phaseK': K working grids moved by k/K of a voxel along the diagonal (k = 0..K-1);
+    0 keeps the config's offsets."""
+    if phases <= 0:
+        return default
+    return tuple((k * voxel_mm / phases,) * 3 for k in range(phases))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=60, help="calibration heads (3 of 4 with a lesion)")
@@ -51,7 +60,9 @@ def main() -> int:
                          "'+rimK' keeps the outlier term off the judged region's outermost K voxels "
                          "(model.outlier_rim_vox), '+rimopenK' except where its region survives an "
                          "opening by a (2K+1)^3 cube (model.outlier_rim_opening_vox), '+bf16' runs "
-                         "the network in bfloat16 (model.cpu_bf16: on)")
+                         "the network in bfloat16 (model.cpu_bf16: on), '+phaseK' averages K predictions on "
+                         "working grids moved by k/K of a voxel along the diagonal, k = 0..K-1 "
+                         "(model.grid_offsets_mm)")
     ap.add_argument("--scales", type=float, nargs="+", default=[0.05, 0.5, 2.0])
     ap.add_argument("--grow", type=float, nargs="*", default=[],
                     help="hysteresis low thresholds to compare (default: none)")
@@ -115,6 +126,7 @@ def main() -> int:
                         base.config.outlier_rim_opening_vox)
         exclude = next((float(p[4:]) for p in parts[1:] if p.startswith("excl")),
                        base.config.outlier.exclude_beyond_sd)
+        phases = next((int(p[5:]) for p in parts[1:] if p.startswith("phase")), 0)
         if spec_w == "box":
             roi, overlap = None, base.config.sw_overlap
         else:
@@ -125,6 +137,7 @@ def main() -> int:
             hull_closing_mm=hull_mm, hull_opening_vox=opening, outlier_rim_vox=rim,
             outlier_rim_opening_vox=rim_open,
             cpu_bf16="on" if "bf16" in parts[1:] else base.config.cpu_bf16,
+            grid_offsets_mm=grid_offsets(phases, base.voxel_mm, base.config.grid_offsets_mm),
             outlier=dataclasses.replace(base.config.outlier, exclude_beyond_sd=exclude)))
         dice, seconds = [], 0.0
         offsets = args.learned_offsets if window == args.windows[0] else []

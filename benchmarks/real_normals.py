@@ -8,7 +8,7 @@ head's decision, score, number and total volume of findings, and the findings wh
 within 15 mm of the head's brain stem point (Colin27 RAS (0, -25, -30), MNI space; chris_t1 RAS
 (6, -23, -19), read off its pons). Nothing is fitted; about a minute.
 
-    .venv/bin/python benchmarks/real_normals.py [--weights DIR] [--work DIR]
+    .venv/bin/python benchmarks/real_normals.py [--weights DIR] [--config FILE] [--work DIR]
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ RADIUS_MM = 15.0
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=None, help="weights bundle (default: the shipped one)")
+    ap.add_argument("--config", default=None,
+                    help="screen config for both heads (e.g. model settings); --weights overrides "
+                         "its model.weights")
     ap.add_argument("--work", default=None, help="folder for the studies and outputs (default: temporary)")
     args = ap.parse_args()
     from screener.examples import write_example_study
@@ -41,8 +44,13 @@ def main() -> int:
     study = work / "colin27_normal"
     if not study.exists():
         write_example_study(study, lesion=False, plane="axial", inplane_mm=1.0, slice_thickness_mm=1.0)
+    import yaml
+
+    settings = (yaml.safe_load(Path(args.config).read_text()) or {}) if args.config else {}
+    if args.weights:
+        settings.setdefault("model", {})["weights"] = args.weights
     cfg = work / "config.yaml"
-    cfg.write_text(f"model: {{weights: {json.dumps(args.weights)}}}\n" if args.weights else "{}\n")
+    cfg.write_text(yaml.safe_dump(settings))
     heads = {"colin27": study}
     if CHRIS.exists():
         heads["chris_t1"] = CHRIS

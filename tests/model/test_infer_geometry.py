@@ -217,6 +217,55 @@ def test_mirror_tta_maps_back_onto_the_unmirrored_voxels():
     np.testing.assert_allclose(mirrored.brain_prob, plain.brain_prob, atol=1e-5)
 
 
+def test_grid_offsets_average_the_predictions_of_the_shifted_grids():
+    """model.grid_offsets_mm: the maps are the mean of one prediction per shifted working grid,
+    each of which moves the grid (not the world: a blob stays where it is)."""
+    import dataclasses
+    from pathlib import Path
+
+    import torch
+
+    from screener.infer import LoadedModel, ModelConfig, predict
+    from screener.model.anatomy import N_CLASSES
+    from screener.types import SeriesInfo, SeriesVolume
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv3d(1, N_CLASSES, 1).eval()
+    with torch.no_grad():
+        net.weight.mul_(8.0)
+    shape = (60, 60, 50)
+    data = (_ball(shape, (30, 28, 24), 20) * 0.5 + 0.5 * _ball(shape, (22, 30, 20), 6)
+            ).astype(np.float32)
+    aff = np.diag([1.3, 1.3, 1.5, 1.0])  # not a multiple of the 2 mm grid: shifts matter
+    aff[:3, 3] = [-40.0, -38.0, -36.0]
+    volume = SeriesVolume(data=data, affine=aff, info=SeriesInfo("s", "s"))
+    base = LoadedModel(net=net, name="t", version="0", weights_sha256="", device="cpu",
+                       voxel_mm=2.0, metadata={}, weights_dir=Path("."),
+                       config=ModelConfig(roi_size=(32, 32, 32), use_outlier=False))
+
+    def with_offsets(*offsets):
+        return predict(volume, dataclasses.replace(base, config=dataclasses.replace(
+            base.config, grid_offsets_mm=offsets)))
+
+    plain, zero = predict(volume, base), with_offsets((0.0, 0.0, 0.0))
+    np.testing.assert_array_equal(zero.lesion_prob, plain.lesion_prob)
+    moved = with_offsets((1.0, 1.0, 1.0))
+    assert np.abs(moved.lesion_prob - plain.lesion_prob).max() > 0.01  # the grid did move
+    both = with_offsets((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    np.testing.assert_allclose(both.lesion_prob, (plain.lesion_prob + moved.lesion_prob) / 2,
+                               atol=1e-6)
+    np.testing.assert_allclose(both.brain_prob, (plain.brain_prob + moved.brain_prob) / 2,
+                               atol=1e-6)
+    ijk = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
+    world = ijk @ aff[:3, :3].T + aff[:3, 3]
+    centre = [(world * p.lesion_prob[..., None]).sum((0, 1, 2)) / p.lesion_prob.sum()
+              for p in (plain, moved)]
+    assert np.linalg.norm(centre[0] - centre[1]) < 0.5  # world positions unchanged
+    for bad in ((), ((0.0, 1.0),), ((0.0, float("nan"), 0.0),)):
+        with pytest.raises(ValueError):
+            ModelConfig(grid_offsets_mm=bad)
+
+
 def _ball_with_notch(notch_half_width_vox: int) -> np.ndarray:
     """A 2 mm-grid 'brain' ball (radius 20 voxels) with a slot cut in from its surface."""
     brain = _ball((48, 48, 48), (24, 24, 24), 20)

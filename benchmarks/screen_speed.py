@@ -10,7 +10,7 @@ those stages beside what importing torch and MONAI alone takes (in full, and as 
 imports MONAI: without the optional modules it never uses, screener/monai_import.py), and ratios.
 Goal (issue 4): <= 8 s including start-up and <= 2 GB on a 2-core CPU.
 
-    .venv/bin/python benchmarks/screen_speed.py [--repeats 5]
+    .venv/bin/python benchmarks/screen_speed.py [--repeats 5] [--config FILE]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--config", default=None, help="screen config (e.g. model settings to time)")
     args = ap.parse_args()
     from screener.examples import write_example_study
 
@@ -76,7 +77,7 @@ def main() -> int:
         n = len(list(study.iterdir()))
         print(f"study: {n} slices (sagittal 1 mm Colin27 T1 with a lesion)")
         screen = [sys.executable, "-m", "screener", "screen", str(study), "-o", str(work / "out"),
-                  "--device", args.device]
+                  "--device", args.device] + (["--config", args.config] if args.config else [])
         _run_exact(screen)  # warm the page cache and the weights file
         walls, rss, tree = [], [], []
         for _ in range(args.repeats):

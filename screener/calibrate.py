@@ -96,10 +96,12 @@ class Calibration:
     iso_y: list[float] = field(default_factory=list)
     schema_version: str = SCHEMA_VERSION
     bound: str = "clopper-pearson"
-    # sha256 of the models/model.pt whose scores were calibrated (None: not recorded, as in
-    # files written before 2026-12-07). The screen uses an operating point only with the
-    # weights it was fitted on (screener.outputs.bound_to_weights).
+    # sha256 of the models/model.pt whose scores were calibrated, and the settings that shaped
+    # those scores (screener.binding.score_settings); None: not recorded, as in files written
+    # before 2026-12-07. The screen uses an operating point only with the weights and settings
+    # it was fitted with (screener.binding).
     weights_sha256: str | None = None
+    settings: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

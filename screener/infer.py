@@ -119,8 +119,9 @@ class ModelConfig:
     # infarcts 18/32 against 24/32), sensitivity at 90 % specificity 0.39 against 0.38; real
     # normals 1.28 and 5.18 against 1.31 and 5.51 ml; realdata-dev mean Dice 0.418 both. But
     # `screen` took 10.8 s against 8.1 s (AVX2 host, float32), above the 8 s goal, so it stays
-    # off. The shipped calibration was fitted with one grid: turning it on calls for
-    # re-running the calibration with the same config (not checked by the screener).
+    # off. The shipped calibration was fitted with one grid: turning it on leaves the screen
+    # without an operating point (calibration_mismatch) until the calibration is re-run with
+    # the same config (screener/binding.py).
     grid_offsets_mm: tuple[tuple[float, ...], ...] = ((0.0, 0.0, 0.0),)
 
     def __post_init__(self) -> None:

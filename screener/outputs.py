@@ -32,11 +32,13 @@ def _model_block(model: Any) -> dict[str, Any]:
 def _calibration_and_benchmark(model: Any, config: dict[str, Any]
                                ) -> tuple[Any, Any, list[str], str | None]:
     """The weights' calibration and benchmark table, each only if it was measured on exactly
-    these weights (the sha256 of models/model.pt it records; see `bound_to_weights`).
+    these weights (the sha256 of models/model.pt it records) with the score settings this screen
+    runs with (screener.binding).
 
     Returns (calibration or None, benchmark or None, study reasons, why the benchmark is not
-    used or None). A file fitted on other weights, or naming none, is not used: the study gets
-    no operating point (so it cannot be `negative`) and no resolution claim."""
+    used or None). A file measured on other weights or settings, or naming none, is not used:
+    the study gets no operating point (so it cannot be `negative`) and no resolution claim."""
+    from screener.binding import bound_to_weights, score_settings, settings_differences
     from screener.calibrate import Calibration
     from screener.resolution import load_benchmark
 
@@ -46,27 +48,32 @@ def _calibration_and_benchmark(model: Any, config: dict[str, Any]
     bench_path = model.weights_dir / "benchmark.json"
     cal = Calibration.load(cal_path) if cal_path.exists() else None
     bench = load_benchmark(bench_path) if bench_path.exists() else None
+    settings = score_settings(model.config, config)
     reasons: list[str] = []
     bench_reason = None
-    if cal is not None and not bound_to_weights(cal.weights_sha256, model.weights_sha256):
-        log.error("calibration.json was not fitted on these weights; no operating point")
-        reasons.append("calibration_mismatch: calibration.json was not fitted on the loaded "
-                       "weights (it names " + (f"sha256 {cal.weights_sha256[:12]}..."
-                                               if cal.weights_sha256 else "no weights")
-                       + "); re-run the calibration for them")
-        cal = None
-    if bench is not None and not bound_to_weights(bench.model.get("weights_sha256"),
-                                                  model.weights_sha256):
-        log.error("benchmark.json was not measured on these weights; no resolution claim")
-        bench_reason = "the benchmark table shipped was measured on other weights"
-        bench = None
+    if cal is not None:
+        if not bound_to_weights(cal.weights_sha256, model.weights_sha256):
+            why = ("it names " + (f"sha256 {cal.weights_sha256[:12]}..." if cal.weights_sha256
+                                  else "no weights")) + "; re-run the calibration for them"
+            reasons.append(f"calibration_mismatch: calibration.json was not fitted on the loaded "
+                           f"weights ({why})")
+        elif diff := settings_differences(cal.settings, settings):
+            reasons.append("calibration_mismatch: calibration.json was fitted with other score "
+                           f"settings ({'; '.join(diff[:3])}); re-run the calibration with them")
+        if reasons:
+            log.error("calibration.json does not match these weights and settings; "
+                      "no operating point")
+            cal = None
+    if bench is not None:
+        if not bound_to_weights(bench.model.get("weights_sha256"), model.weights_sha256):
+            bench_reason = "the benchmark table shipped was measured on other weights"
+        elif settings_differences(bench.model.get("settings"), settings):
+            bench_reason = "the benchmark table shipped was measured with other score settings"
+        if bench_reason:
+            log.error("benchmark.json does not match these weights and settings; "
+                      "no resolution claim")
+            bench = None
     return cal, bench, reasons, bench_reason
-
-
-def bound_to_weights(recorded_sha256: str | None, weights_sha256: str | None) -> bool:
-    """Whether a file measured on the weights with `recorded_sha256` belongs to the loaded
-    weights. A file that records none is not taken on trust."""
-    return bool(recorded_sha256) and recorded_sha256 == weights_sha256
 
 
 def _source_datasets(info: Any, n_slices: int

@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from screener.binding import default_score_settings
+from screener.config import load_config
 from screener.model import synth_eval
 from screener.synthetic_benchmark import run_synthetic_cli
 
@@ -23,28 +25,40 @@ def _args(tmp_path):
 
 @pytest.fixture
 def fake_model(tmp_path, monkeypatch):
-    model = SimpleNamespace(weights_dir=tmp_path / "w", name="m", version="0", weights_sha256="abc")
+    from screener.infer import ModelConfig
+
+    model = SimpleNamespace(weights_dir=tmp_path / "w", name="m", version="0", weights_sha256="abc",
+                            config=ModelConfig())
     model.weights_dir.mkdir()
     monkeypatch.setattr("screener.pipeline.load_model", lambda config, device="auto": model)
     return model
 
 
 def test_without_calibration_fails_clearly(tmp_path, fake_model, capsys):
-    assert run_synthetic_cli(_args(tmp_path), {}) == 2
+    assert run_synthetic_cli(_args(tmp_path), load_config()) == 2
     assert "calibration.json not found" in capsys.readouterr().err
     assert not (tmp_path / "out" / "benchmark.json").exists()
 
 
-@pytest.mark.parametrize("sha", ["other", None])
-def test_calibration_of_other_weights_fails_clearly(tmp_path, fake_model, capsys, sha):
+@pytest.mark.parametrize("sha,settings,message", [
+    ("other", "default", "not fitted on the loaded weights"),
+    (None, "default", "not fitted on the loaded weights"),
+    ("abc", None, "other score settings"),
+    ("abc", "overlap", "model.sw_overlap: recorded 0.25, now 0.5")])
+def test_calibration_of_other_weights_or_settings_fails_clearly(tmp_path, fake_model, capsys, sha,
+                                                                 settings, message):
     from screener.calibrate import Calibration
 
+    recorded = None if settings is None else default_score_settings()
+    if settings == "overlap":
+        recorded["model"]["sw_overlap"] = 0.25
     Calibration(threshold=0.5, target_sensitivity=0.98, delta=0.05, method="empirical",
                 n_abnormal=1, n_normal=1, misses=0, sensitivity=1.0, specificity=0.0,
                 fnr_upper_bound=1.0, feasible=False, iso_x=[0.0, 1.0], iso_y=[0.1, 0.9],
-                weights_sha256=sha).save(fake_model.weights_dir / "calibration.json")
-    assert run_synthetic_cli(_args(tmp_path), {}) == 2
-    assert "not fitted on the loaded weights" in capsys.readouterr().err
+                weights_sha256=sha, settings=recorded
+                ).save(fake_model.weights_dir / "calibration.json")
+    assert run_synthetic_cli(_args(tmp_path), load_config()) == 2
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "out" / "benchmark.json").exists()
 
 
@@ -54,7 +68,8 @@ def test_table_with_intervals(tmp_path, fake_model, monkeypatch, capsys):
     Calibration(threshold=0.5, target_sensitivity=0.98, delta=0.05, method="empirical",
                 n_abnormal=1, n_normal=1, misses=0, sensitivity=1.0, specificity=0.0,
                 fnr_upper_bound=1.0, feasible=False, iso_x=[0.0, 1.0], iso_y=[0.1, 0.9],
-                weights_sha256="abc").save(fake_model.weights_dir / "calibration.json")
+                weights_sha256="abc", settings=default_score_settings()
+                ).save(fake_model.weights_dir / "calibration.json")
     CR = synth_eval.CaseResult
     # drawn at 10 mm (diameter_mm); binned by what they measure (last field)
     results = [CR(True, "mass", 10.0, 3.0, "FLAIR", 0.9, True, 5.0, 15.8),    # detected
@@ -65,10 +80,11 @@ def test_table_with_intervals(tmp_path, fake_model, monkeypatch, capsys):
                CR(False, None, None, 3.0, "T1", 0.1, False),       # negative
                CR(False, None, None, 3.0, "T1", 0.7, False)]       # false positive
     monkeypatch.setattr(synth_eval, "run_cases", lambda n, seed, space, model, config: results)
-    assert run_synthetic_cli(_args(tmp_path), {}) == 0
+    assert run_synthetic_cli(_args(tmp_path), load_config()) == 0
     table = json.loads((tmp_path / "out" / "benchmark.json").read_text())
     assert table["schema_version"] == "1" and table["seed"] == 11 and table["score_threshold"] == 0.5
-    assert table["model"] == {"name": "m", "version": "0", "weights_sha256": "abc"}
+    assert table["model"] == {"name": "m", "version": "0", "weights_sha256": "abc",
+                              "settings": default_score_settings()}
     small, cell = table["cells"]  # the infarct drawn at 10 mm sits in the 5 mm class
     assert (small["diameter_mm"], small["kind"], small["n"], small["detected"]) == (5.0, "infarct", 1, 1)
     assert cell["diameter_mm"] == 10.0 and cell["kind"] == "mass"
@@ -187,4 +203,5 @@ def test_calibration_names_the_weights_it_was_fitted_on(tmp_path, fake_model, mo
     cal = synth_eval.calibrate(fake_model, 6, 1, load_config())
     saved = Calibration.load(fake_model.weights_dir / "calibration.json")
     assert saved == cal and saved.weights_sha256 == "abc" == fake_model.weights_sha256
+    assert saved.settings == default_score_settings()
     assert (saved.n_abnormal, saved.n_normal) == (3, 3)

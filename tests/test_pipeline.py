@@ -129,10 +129,13 @@ def test_report_contract_and_outputs(tmp_path, config, model):
     assert 600.0 < bmask.get_fdata().sum() * voxel_ml < 2200.0  # what QC accepted as brain
 
 
-def test_calibration_or_benchmark_of_other_weights_is_not_used(tmp_path, config, model):
-    """An operating point fitted on other weights (or naming none) gives no decision, and a
-    benchmark table measured on other weights gives no resolution claim: the study cannot be
-    `negative`. The shipped files, bound to the shipped weights, are used (the control)."""
+def test_calibration_or_benchmark_of_other_weights_or_settings_is_not_used(tmp_path, config,
+                                                                           model):
+    """An operating point fitted on other weights or score settings (or naming none) gives no
+    decision, and a benchmark table measured on other weights or settings gives no resolution
+    claim: the study cannot be `negative`. The shipped files, bound to the shipped weights and
+    default settings, are used (the control)."""
+    import copy
     import dataclasses
     import shutil
 
@@ -142,35 +145,48 @@ def test_calibration_or_benchmark_of_other_weights_is_not_used(tmp_path, config,
     bench = json.loads((shipped / "benchmark.json").read_text())
     assert cal["weights_sha256"] == model.weights_sha256  # the shipped pair is bound
     assert bench["model"]["weights_sha256"] == model.weights_sha256
+    assert cal["settings"] == bench["model"]["settings"]
 
-    def screen_with(name, cal_sha, bench_sha, threshold=None):
+    def screen_with(name, cal_changes=(), bench_changes=(), cfg=config):
         wdir = tmp_path / name
         wdir.mkdir()
-        c = dict(cal, weights_sha256=cal_sha)
-        if cal_sha is None:
-            del c["weights_sha256"]  # a file written before calibrations named their weights
-        if threshold is not None:
-            c["threshold"] = threshold
+        c, b = copy.deepcopy(cal), copy.deepcopy(bench)
+        for key, value in cal_changes:
+            if value is None:
+                del c[key]  # as in a file written before calibrations named weights and settings
+            else:
+                c[key] = value
+        for key, value in bench_changes:
+            b["model"][key] = value
         (wdir / "calibration.json").write_text(json.dumps(c))
-        (wdir / "benchmark.json").write_text(json.dumps(
-            dict(bench, model=dict(bench["model"], weights_sha256=bench_sha))))
+        (wdir / "benchmark.json").write_text(json.dumps(b))
         shutil.copytree(shipped / "configs", wdir / "configs")
-        return _screen(tmp_path / "s", tmp_path / f"out-{name}", config,
+        return _screen(tmp_path / "s", tmp_path / f"out-{name}", cfg,
                        dataclasses.replace(model, weights_dir=wdir))
 
-    ok = screen_with("bound", model.weights_sha256, model.weights_sha256)
+    ok = screen_with("bound")
     assert "calibration_mismatch" not in _codes(ok) and ok["confidence"] is not None
-    for name, sha in (("other", "0" * 64), ("unnamed", None)):
-        rep = screen_with(name, sha, model.weights_sha256)
-        assert rep["decision"] == "indeterminate" and rep["confidence"] is None
-        assert "calibration_mismatch" in _codes(rep), rep["reasons"]
+    other_settings = copy.deepcopy(cal["settings"])
+    other_settings["model"]["grid_offsets_mm"] = [[1.0, 1.0, 1.0]]
+    rescaled = copy.deepcopy(config)
+    rescaled["decide"]["score_volume_scale_ml"] = 2.0
+    for name, changes, cfg in (("other", [("weights_sha256", "0" * 64)], config),
+                               ("unnamed", [("weights_sha256", None)], config),
+                               ("settings", [("settings", other_settings)], config),
+                               ("screen-settings", [], rescaled)):
+        rep = screen_with(name, changes, cfg=cfg)
+        assert rep["decision"] == "indeterminate" and rep["confidence"] is None, name
+        assert "calibration_mismatch" in _codes(rep), (name, rep["reasons"])
     # Threshold 1: nothing is flagged, so only the resolution claim stands between the study
-    # and `negative`; a benchmark of other weights gives none.
-    rep = screen_with("bench", model.weights_sha256, "0" * 64, threshold=1.0)
-    assert rep["decision"] == "indeterminate", rep["reasons"]
-    assert "no_resolution_claim" in _codes(rep)
-    assert rep["resolution_limits"]["min_detectable_diameter_mm"] is None
-    assert "other weights" in rep["resolution_limits"]["no_claim_reason"]
+    # and `negative`; a benchmark of other weights or settings gives none.
+    for name, changes, why in (("bench", [("weights_sha256", "0" * 64)], "other weights"),
+                               ("bench-settings", [("settings", other_settings)],
+                                "other score settings")):
+        rep = screen_with(name, [("threshold", 1.0)], changes)
+        assert rep["decision"] == "indeterminate", rep["reasons"]
+        assert "no_resolution_claim" in _codes(rep)
+        assert rep["resolution_limits"]["min_detectable_diameter_mm"] is None
+        assert why in rep["resolution_limits"]["no_claim_reason"]
 
 
 KNOWN_GAP = ("model screener-synth-v1 0.7.1 (issue 3): ")

@@ -330,7 +330,10 @@ def calibrate(model: Any, n: int, seed: int, config: dict[str, Any]) -> Any:
     scores = [r.score if (not r.lesion or r.hit) else 0.0 for r in res]
     cal = fit_calibration(scores, [int(r.lesion) for r in res], dc.target_sensitivity, dc.delta,
                           dc.threshold_method)
-    cal = dataclasses.replace(cal, weights_sha256=model.weights_sha256)
+    from screener.binding import score_settings
+
+    cal = dataclasses.replace(cal, weights_sha256=model.weights_sha256,
+                              settings=score_settings(model.config, config))
     cal.save(model.weights_dir / "calibration.json")
     return cal
 

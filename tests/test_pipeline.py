@@ -164,29 +164,57 @@ def test_calibration_or_benchmark_of_other_weights_or_settings_is_not_used(tmp_p
         return _screen(tmp_path / "s", tmp_path / f"out-{name}", cfg,
                        dataclasses.replace(model, weights_dir=wdir))
 
-    ok = screen_with("bound")
-    assert "calibration_mismatch" not in _codes(ok) and ok["confidence"] is not None
+    from screener.outputs import _calibration_and_benchmark
+
+    def files_with(name, cal_changes=(), bench_changes=(), cfg=config):
+        """What the screen takes from such files: (calibration, benchmark, reasons, why)."""
+        wdir = tmp_path / name
+        wdir.mkdir()
+        c, b = copy.deepcopy(cal), copy.deepcopy(bench)
+        for key, value in cal_changes:
+            if value is None:
+                del c[key]
+            else:
+                c[key] = value
+        for key, value in bench_changes:
+            b["model"][key] = value
+        (wdir / "calibration.json").write_text(json.dumps(c))
+        (wdir / "benchmark.json").write_text(json.dumps(b))
+        return _calibration_and_benchmark(dataclasses.replace(model, weights_dir=wdir), cfg)
+
     other_settings = copy.deepcopy(cal["settings"])
     other_settings["model"]["grid_offsets_mm"] = [[1.0, 1.0, 1.0]]
     rescaled = copy.deepcopy(config)
     rescaled["decide"]["score_volume_scale_ml"] = 2.0
+    got = files_with("bound")
+    assert got[0] is not None and got[1] is not None and got[2:] == ([], None)
     for name, changes, cfg in (("other", [("weights_sha256", "0" * 64)], config),
                                ("unnamed", [("weights_sha256", None)], config),
+                               ("no-settings", [("settings", None)], config),
                                ("settings", [("settings", other_settings)], config),
                                ("screen-settings", [], rescaled)):
-        rep = screen_with(name, changes, cfg=cfg)
-        assert rep["decision"] == "indeterminate" and rep["confidence"] is None, name
-        assert "calibration_mismatch" in _codes(rep), (name, rep["reasons"])
-    # Threshold 1: nothing is flagged, so only the resolution claim stands between the study
-    # and `negative`; a benchmark of other weights or settings gives none.
+        c, _, reasons, _ = files_with(name, changes, cfg=cfg)
+        assert c is None and len(reasons) == 1, name
+        assert reasons[0].startswith("calibration_mismatch"), name
     for name, changes, why in (("bench", [("weights_sha256", "0" * 64)], "other weights"),
                                ("bench-settings", [("settings", other_settings)],
                                 "other score settings")):
-        rep = screen_with(name, [("threshold", 1.0)], changes)
-        assert rep["decision"] == "indeterminate", rep["reasons"]
-        assert "no_resolution_claim" in _codes(rep)
-        assert rep["resolution_limits"]["min_detectable_diameter_mm"] is None
-        assert why in rep["resolution_limits"]["no_claim_reason"]
+        c, bch, reasons, bench_reason = files_with(name, bench_changes=changes)
+        assert c is not None and bch is None and reasons == [] and why in bench_reason
+
+    # End to end: the control, a site config that changes a score setting (no operating
+    # point), and, at threshold 1 (nothing flagged, so only the resolution claim stands between
+    # the study and `negative`), a benchmark of other settings (no claim).
+    ok = screen_with("e2e-bound")
+    assert "calibration_mismatch" not in _codes(ok) and ok["confidence"] is not None
+    rep = screen_with("e2e-screen-settings", cfg=rescaled)
+    assert rep["decision"] == "indeterminate" and rep["confidence"] is None
+    assert "calibration_mismatch" in _codes(rep), rep["reasons"]
+    rep = screen_with("e2e-bench", [("threshold", 1.0)], [("settings", other_settings)])
+    assert rep["decision"] == "indeterminate", rep["reasons"]
+    assert "no_resolution_claim" in _codes(rep)
+    assert rep["resolution_limits"]["min_detectable_diameter_mm"] is None
+    assert "other score settings" in rep["resolution_limits"]["no_claim_reason"]
 
 
 KNOWN_GAP = ("model screener-synth-v1 0.7.1 (issue 3): ")

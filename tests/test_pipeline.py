@@ -147,7 +147,10 @@ def test_calibration_or_benchmark_of_other_weights_or_settings_is_not_used(tmp_p
     assert bench["model"]["weights_sha256"] == model.weights_sha256
     assert cal["settings"] == bench["model"]["settings"]
 
-    def screen_with(name, cal_changes=(), bench_changes=(), cfg=config):
+    from screener.outputs import _calibration_and_benchmark
+
+    def bundle_with(name, cal_changes=(), bench_changes=()):
+        """The loaded model pointed at a copy of the shipped files with these changes."""
         wdir = tmp_path / name
         wdir.mkdir()
         c, b = copy.deepcopy(cal), copy.deepcopy(bench)
@@ -161,26 +164,15 @@ def test_calibration_or_benchmark_of_other_weights_or_settings_is_not_used(tmp_p
         (wdir / "calibration.json").write_text(json.dumps(c))
         (wdir / "benchmark.json").write_text(json.dumps(b))
         shutil.copytree(shipped / "configs", wdir / "configs")
-        return _screen(tmp_path / "s", tmp_path / f"out-{name}", cfg,
-                       dataclasses.replace(model, weights_dir=wdir))
-
-    from screener.outputs import _calibration_and_benchmark
+        return dataclasses.replace(model, weights_dir=wdir)
 
     def files_with(name, cal_changes=(), bench_changes=(), cfg=config):
         """What the screen takes from such files: (calibration, benchmark, reasons, why)."""
-        wdir = tmp_path / name
-        wdir.mkdir()
-        c, b = copy.deepcopy(cal), copy.deepcopy(bench)
-        for key, value in cal_changes:
-            if value is None:
-                del c[key]
-            else:
-                c[key] = value
-        for key, value in bench_changes:
-            b["model"][key] = value
-        (wdir / "calibration.json").write_text(json.dumps(c))
-        (wdir / "benchmark.json").write_text(json.dumps(b))
-        return _calibration_and_benchmark(dataclasses.replace(model, weights_dir=wdir), cfg)
+        return _calibration_and_benchmark(bundle_with(name, cal_changes, bench_changes), cfg)
+
+    def screen_with(name, cal_changes=(), bench_changes=(), cfg=config):
+        return _screen(tmp_path / "s", tmp_path / f"out-{name}", cfg,
+                       bundle_with(name, cal_changes, bench_changes))
 
     other_settings = copy.deepcopy(cal["settings"])
     other_settings["model"]["grid_offsets_mm"] = [[1.0, 1.0, 1.0]]

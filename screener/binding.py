@@ -60,12 +60,28 @@ def settings_differences(recorded: dict[str, Any] | None, current: dict[str, dic
     does not record counts as its default); ['no settings recorded'] when `recorded` is None."""
     if recorded is None:
         return ["no settings recorded"]
-    defaults = default_score_settings()
+    defaults: dict[str, dict[str, Any]] | None = None  # read only for a key the file lacks
     out = []
     for sec in sorted(set(current) | set(recorded)):
         now, then = current.get(sec, {}), recorded.get(sec) or {}
         for key in sorted(set(now) | set(then)):
-            was = then.get(key, defaults.get(sec, {}).get(key))
+            if key in then:
+                was = then[key]
+            else:
+                defaults = defaults or default_score_settings()
+                was = defaults.get(sec, {}).get(key)
             if key not in now or was != now[key]:
                 out.append(f"{sec}.{key}: recorded {was!r}, now {now.get(key, '(no such setting)')!r}")
     return out
+
+
+def calibration_mismatch(cal: Any, weights_sha256: str | None,
+                         settings: dict[str, dict[str, Any]]) -> str | None:
+    """Why calibration `cal` (screener.calibrate.Calibration) does not hold for the loaded
+    weights and these score settings, or None when it does."""
+    if not bound_to_weights(cal.weights_sha256, weights_sha256):
+        named = f"sha256 {cal.weights_sha256[:12]}..." if cal.weights_sha256 else "no weights"
+        return f"not fitted on the loaded weights (it names {named})"
+    if diff := settings_differences(cal.settings, settings):
+        return f"fitted with other score settings ({'; '.join(diff[:3])})"
+    return None

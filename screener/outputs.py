@@ -38,7 +38,8 @@ def _calibration_and_benchmark(model: Any, config: dict[str, Any]
     Returns (calibration or None, benchmark or None, study reasons, why the benchmark is not
     used or None). A file measured on other weights or settings, or naming none, is not used:
     the study gets no operating point (so it cannot be `negative`) and no resolution claim."""
-    from screener.binding import bound_to_weights, score_settings, settings_differences
+    from screener.binding import (bound_to_weights, calibration_mismatch, score_settings,
+                                  settings_differences)
     from screener.calibrate import Calibration
     from screener.resolution import load_benchmark
 
@@ -51,19 +52,11 @@ def _calibration_and_benchmark(model: Any, config: dict[str, Any]
     settings = score_settings(model.config, config)
     reasons: list[str] = []
     bench_reason = None
-    if cal is not None:
-        if not bound_to_weights(cal.weights_sha256, model.weights_sha256):
-            why = ("it names " + (f"sha256 {cal.weights_sha256[:12]}..." if cal.weights_sha256
-                                  else "no weights")) + "; re-run the calibration for them"
-            reasons.append(f"calibration_mismatch: calibration.json was not fitted on the loaded "
-                           f"weights ({why})")
-        elif diff := settings_differences(cal.settings, settings):
-            reasons.append("calibration_mismatch: calibration.json was fitted with other score "
-                           f"settings ({'; '.join(diff[:3])}); re-run the calibration with them")
-        if reasons:
-            log.error("calibration.json does not match these weights and settings; "
-                      "no operating point")
-            cal = None
+    if cal is not None and (why := calibration_mismatch(cal, model.weights_sha256, settings)):
+        log.error("calibration.json does not match these weights and settings; no operating point")
+        reasons.append(f"calibration_mismatch: calibration.json was {why}; re-run the "
+                       "calibration for these weights and settings")
+        cal = None
     if bench is not None:
         if not bound_to_weights(bench.model.get("weights_sha256"), model.weights_sha256):
             bench_reason = "the benchmark table shipped was measured on other weights"

@@ -110,18 +110,14 @@ def run_synthetic(n: int, seed: int, outdir: str | Path, config: dict[str, Any],
         raise CalibrationMissingError(
             f"{cal_path} not found: the model has no calibrated operating point; run the "
             "calibration (screener.model.synth_eval.calibrate) before the benchmark")
-    from screener.binding import bound_to_weights, score_settings, settings_differences
+    from screener.binding import calibration_mismatch, score_settings
 
     cal = Calibration.load(cal_path)
-    if not bound_to_weights(cal.weights_sha256, model.weights_sha256):
-        raise CalibrationMissingError(
-            f"{cal_path} was not fitted on the loaded weights (models/model.pt): re-run the "
-            "calibration (screener.model.synth_eval.calibrate) before the benchmark")
     settings = score_settings(model.config, config)
-    if diff := settings_differences(cal.settings, settings):
+    if why := calibration_mismatch(cal, model.weights_sha256, settings):
         raise CalibrationMissingError(
-            f"{cal_path} was fitted with other score settings ({'; '.join(diff[:3])}): re-run "
-            "the calibration with this config before the benchmark")
+            f"{cal_path} was {why}: re-run the calibration (screener.model.synth_eval.calibrate) "
+            "with this config before the benchmark")
     threshold = float(cal.threshold)
     results = run_cases(n, seed, "bench", model, config)
     info = {"name": model.name, "version": model.version, "weights_sha256": model.weights_sha256,

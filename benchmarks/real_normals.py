@@ -65,14 +65,13 @@ def main() -> int:
         if rep is None:
             return 1
         found = rep["findings"]
-        stem = np.array(BRAIN_STEM_RAS[name])
-        near = [f for f in found if np.linalg.norm(np.array(f["centroid_ras_mm"]) - stem) <= RADIUS_MM]
+        near = _near_stem(found, name)
         print(f"{name}: {rep['decision']}, score {rep['abnormality_score']:.4f}; {len(found)} findings, "
               f"{sum(f['volume_ml'] for f in found):.2f} ml in all; within {RADIUS_MM:g} mm of the brain "
               f"stem: {len(near)}, {sum(f['volume_ml'] for f in near):.2f} ml "
               f"(weights {rep['model']['name']} {rep['model']['version']})")
         if args.grid_shifts:
-            totals = []
+            totals, stems = [], []
             for shift in SHIFTS:
                 shifted = dict(settings, model=dict(settings.get("model") or {},
                                                     grid_offsets_mm=[list(shift)]))
@@ -82,16 +81,25 @@ def main() -> int:
                 if got is None:
                     return 1
                 totals.append(sum(f["volume_ml"] for f in got["findings"]))
+                stems.append(sum(f["volume_ml"] for f in _near_stem(got["findings"], name)))
             print(f"  {name}, working grid moved by 1 mm along -x, +x, -y, +y, -z, +z: "
                   + ", ".join(f"{t:.2f}" for t in totals) + f" ml (range {min(totals):.2f}-"
                   f"{max(totals):.2f}, mean with the unmoved grid "
-                  f"{np.mean(totals + [sum(f['volume_ml'] for f in found)]):.2f})")
+                  f"{np.mean(totals + [sum(f['volume_ml'] for f in found)]):.2f}); within "
+                  f"{RADIUS_MM:g} mm of the brain stem: " + ", ".join(f"{t:.2f}" for t in stems)
+                  + " ml")
     return 0
 
 
 # the sampling band: the 2 mm working grid moved by half a voxel along each axis in turn
 SHIFTS = [(-1.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 1.0, 0.0),
           (0.0, 0.0, -1.0), (0.0, 0.0, 1.0)]
+
+
+def _near_stem(findings: list[dict], head: str) -> list[dict]:
+    """The findings whose centroid lies within RADIUS_MM of the head's brain stem point."""
+    stem = np.array(BRAIN_STEM_RAS[head])
+    return [f for f in findings if np.linalg.norm(np.array(f["centroid_ras_mm"]) - stem) <= RADIUS_MM]
 
 
 def _screen(inp: Path, out: Path, cfg: Path) -> dict | None:
